@@ -1,0 +1,405 @@
+"""The job spec: one typed, frozen tree that holds every setting and every default.
+
+The top level is the body of OpenAI's `POST /v1/fine_tuning/jobs` (`model`, `training_file`,
+`validation_file`, `seed`, `suffix`, `metadata`, `method`), so a job written for OpenAI's
+RFT or SFT runs here unchanged. Everything OpenAI does not expose lives in the `rftkit:`
+block. Each field's default and meaning is stated here, once: `rftkit config defaults`
+prints this tree and docs/config.md is generated from it.
+
+Numbers in `hyperparameters` may be "auto"; `resolve_reinforcement` / `resolve_supervised`
+turn them into concrete values once the number of training rows is known.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import model_validator
+
+from rftkit.errors import RftkitError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _auto_number(kind: type, minimum: float, *, strict_min: bool = False):
+    """A field that takes a number of `kind` (>= minimum, or > when strict) or the string "auto"."""
+    name = "an integer" if kind is int else "a number"
+    bound = f"> {minimum:g}" if strict_min else f">= {minimum:g}"
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or (kind is int and not float(value).is_integer()):
+            raise ValueError(f'expected {name} or "auto", got {value!r}')
+        too_small = value <= minimum if strict_min else value < minimum
+        if too_small or not math.isfinite(value):
+            raise ValueError(f"must be {bound}, got {value!r}")
+        return kind(value)
+
+    schema = {"anyOf": [{"type": "integer" if kind is int else "number"}, {"const": "auto"}]}
+    return Annotated[kind | Literal["auto"], PlainValidator(check), WithJsonSchema(schema)]
+
+
+AutoInt = _auto_number(int, 1)
+AutoFloat = _auto_number(float, 0, strict_min=True)
+
+
+# ----------------------------------------------------------------------------- OpenAI's method
+
+
+class ReinforcementHyperparameters(_Section):
+    n_epochs: AutoInt = Field(
+        "auto",
+        description="Passes over the training prompts. auto: enough passes for about "
+        "rftkit.auto_steps steps (at least 1, at most 100).",
+    )
+    batch_size: AutoInt = Field(
+        "auto", description="Prompts per step (each sampled group_size times). auto: min(8, rows)."
+    )
+    learning_rate_multiplier: AutoFloat = Field(
+        "auto", description="Multiplies rftkit.learning_rate. auto: 1.0."
+    )
+    compute_multiplier: AutoFloat = Field(
+        "auto",
+        description="Scales exploration: samples per prompt = round(group_size x this), at least 2. "
+        "auto: 1.0.",
+    )
+    eval_interval: AutoInt = Field(
+        "auto", description="Steps between validation passes. auto: about 10 passes per run."
+    )
+    eval_samples: AutoInt = Field(
+        "auto", description="Samples per validation prompt in each validation pass. auto: 1."
+    )
+    reasoning_effort: Literal["default", "low", "medium", "high"] = Field(
+        "default",
+        description="Passed to the chat template of reasoning models that read it; ignored otherwise.",
+    )
+
+
+class ReinforcementMethod(_Section):
+    grader: dict[str, Any] = Field(
+        description="The grader spec (OpenAI's string_check, text_similarity, python, score_model, "
+        "label_model, multi, or rftkit's own graders)."
+    )
+    hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
+    response_format: dict[str, Any] | None = Field(
+        None, description="OpenAI's structured-output format; kept for graders, not enforced."
+    )
+
+
+class SupervisedHyperparameters(_Section):
+    n_epochs: AutoInt = Field(
+        "auto",
+        description="Passes over the training rows. auto: 3, raised for small sets so that a run "
+        "has about rftkit.auto_steps steps (at most 50).",
+    )
+    batch_size: AutoInt = Field("auto", description="Rows per step. auto: min(16, rows).")
+    learning_rate_multiplier: AutoFloat = Field(
+        "auto", description="Multiplies rftkit.learning_rate. auto: 1.0."
+    )
+
+
+class SupervisedMethod(_Section):
+    hyperparameters: SupervisedHyperparameters = SupervisedHyperparameters()
+
+
+class Method(_Section):
+    type: Literal["reinforcement", "supervised"] = Field(
+        description="reinforcement: learn from a grader's rewards; supervised: learn the final "
+        "assistant turn of each row."
+    )
+    reinforcement: ReinforcementMethod | None = None
+    supervised: SupervisedMethod | None = None
+
+    @model_validator(mode="after")
+    def _block_matches_type(self) -> "Method":
+        if self.type == "reinforcement" and self.reinforcement is None:
+            raise ValueError("type is reinforcement, so method.reinforcement (with a grader) is required")
+        if self.type == "supervised" and self.reinforcement is not None:
+            raise ValueError("type is supervised, so method.reinforcement must be left out")
+        if self.type == "reinforcement" and self.supervised is not None:
+            raise ValueError("type is reinforcement, so method.supervised must be left out")
+        return self
+
+
+# ----------------------------------------------------------------------------- the rftkit block
+
+
+class LoraOptions(_Section):
+    enabled: bool = Field(False, description="Train a LoRA adapter instead of every weight.")
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator: updates are scaled by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description='Module names to adapt, or "all-linear" (every linear but the output).'
+    )
+
+
+class KLOptions(_Section):
+    coef: float = Field(0.0, ge=0, description="beta: weight of the KL penalty to the reference model.")
+    estimator: Literal["k1", "k2", "k3"] = Field(
+        "k3", description="KL estimator (Schulman, 'Approximating KL divergence', 2020)."
+    )
+    placement: Literal["loss", "reward"] = Field(
+        "loss", description="loss: add beta*KL to the loss (GRPO); reward: subtract it from the reward (PPO)."
+    )
+
+
+class Lengths(_Section):
+    max_prompt_tokens: int = Field(
+        512, ge=1, description="Longest prompt, in tokens; longer rows are reported by data validation."
+    )
+    max_completion_tokens: int = Field(256, ge=1, description="Most tokens sampled per completion.")
+
+
+class Sampling(_Section):
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature for training rollouts; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Keep only the k most likely tokens; 0 keeps all.")
+
+
+class Optimizer(_Section):
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="Learning-rate schedule after warmup."
+    )
+
+
+class RftkitOptions(_Section):
+    algorithm: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gspo", "ppo"] = Field(
+        "grpo", description="The RL algorithm (reinforcement jobs)."
+    )
+    group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
+    learning_rate: float = Field(
+        1e-5, gt=0, description="Base learning rate; the effective rate is this x learning_rate_multiplier."
+    )
+    auto_steps: int = Field(
+        100, ge=1, description='Steps an "auto" n_epochs aims for on small datasets.'
+    )
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps, whatever n_epochs says.")
+    lora: LoraOptions = LoraOptions()
+    kl: KLOptions = KLOptions()
+    lengths: Lengths = Lengths()
+    sampling: Sampling = Sampling()
+    optimizer: Optimizer = Optimizer()
+    engine: Literal["hf", "vllm", "openai"] = Field(
+        "hf", description="Rollout engine: hf (transformers, CPU or GPU), vllm (GPU), openai (an endpoint)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
+    eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+class JobSpec(_Section):
+    model: str = Field(description="A local Hugging Face model directory (or a hub name when online).")
+    training_file: str = Field(description="JSONL, parquet or a saved Hugging Face dataset.")
+    validation_file: str | None = Field(None, description="Held-out rows for evaluation.")
+    seed: int = Field(42, description="Seeds data order, sampling and initialisation.")
+    suffix: str | None = Field(None, max_length=64, description="Added to the fine-tuned model's name.")
+    metadata: dict[str, str] | None = Field(None, description="Free-form key/value pairs kept with the job.")
+    method: Method
+    rftkit: RftkitOptions = RftkitOptions()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _suggest(key: str, model: type[BaseModel] | None) -> str:
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `path` (for did-you-mean hints)."""
+    model: Any = JobSpec
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        model = next((a for a in inner if issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def describe_errors(err: ValidationError, source: str) -> str:
+    """One line per problem: `job.yaml: method.reinforcement.grader: field required`."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            lines.append(f"{source}: {path}: unknown key{_suggest(key, _model_at(e['loc'][:-1]))}")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: {path}: required field is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {path or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_job(data: Any, source: str = "<job>") -> JobSpec:
+    """Validate a job body (from YAML or the REST API); raise RftkitError naming every problem."""
+    if not isinstance(data, dict):
+        raise RftkitError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise RftkitError(describe_errors(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RftkitError(f"{path}: no such file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise RftkitError(f"{path}{line}: invalid YAML: {problem}") from None
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Load a job spec from YAML. Relative file and model paths are taken relative to the
+    YAML file's folder, so a job runs the same from any working directory."""
+    path = Path(path)
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in ("training_file", "validation_file", "model"):
+            value = data.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                candidate = path.parent / value
+                if candidate.exists() or key != "model":
+                    data[key] = str(candidate)
+    return parse_job(data, str(path))
+
+
+# ----------------------------------------------------------------------------- "auto"
+
+
+@dataclass(frozen=True)
+class ResolvedReinforcement:
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    group_size: int
+    eval_interval: int
+    eval_samples: int
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class ResolvedSupervised:
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    total_steps: int
+
+
+def _pick(value: Any, auto: Any) -> Any:
+    return auto if value == "auto" else value
+
+
+def _auto_epochs(rows: int, batch_size: int, target_steps: int, floor: int, ceiling: int) -> int:
+    steps_per_epoch = math.ceil(rows / batch_size)
+    return max(floor, min(ceiling, math.ceil(target_steps / steps_per_epoch)))
+
+
+def _check_rows(rows: int) -> None:
+    if rows < 1:
+        raise RftkitError("the training file has no usable rows", fix="run `rftkit data validate` on it")
+
+
+def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
+    """Concrete hyperparameters for a reinforcement job over `rows` training prompts."""
+    _check_rows(rows)
+    hp = spec.method.reinforcement.hyperparameters
+    opts = spec.rftkit
+    batch_size = min(_pick(hp.batch_size, min(8, rows)), rows)
+    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 1, 100))
+    total = n_epochs * math.ceil(rows / batch_size)
+    if opts.max_steps is not None:
+        total = min(total, opts.max_steps)
+    return ResolvedReinforcement(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
+        group_size=max(2, round(opts.group_size * _pick(hp.compute_multiplier, 1.0))),
+        eval_interval=_pick(hp.eval_interval, max(1, total // 10)),
+        eval_samples=_pick(hp.eval_samples, 1),
+        total_steps=total,
+    )
+
+
+def resolve_supervised(spec: JobSpec, rows: int) -> ResolvedSupervised:
+    """Concrete hyperparameters for a supervised job over `rows` training rows."""
+    _check_rows(rows)
+    supervised = spec.method.supervised or SupervisedMethod()
+    hp = supervised.hyperparameters
+    opts = spec.rftkit
+    batch_size = min(_pick(hp.batch_size, min(16, rows)), rows)
+    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 3, 50))
+    total = n_epochs * math.ceil(rows / batch_size)
+    if opts.max_steps is not None:
+        total = min(total, opts.max_steps)
+    return ResolvedSupervised(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
+        total_steps=total,
+    )
+
+
+# ----------------------------------------------------------------------------- documentation
+
+
+def iter_fields(model: type[BaseModel] = JobSpec, prefix: str = ""):
+    """Yield (path, default, description) for every leaf field, in declaration order."""
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        sub = next((a for a in inner if issubclass(a, BaseModel)), None)
+        if sub is not None:
+            yield from iter_fields(sub, f"{path}.")
+            continue
+        default = "(required)" if field.is_required() else field.default
+        yield path, default, field.description or ""
+
+
+def defaults_markdown() -> str:
+    """The table in docs/config.md: every field of the job spec, its default and meaning."""
+    rows = [
+        "# Job spec reference",
+        "",
+        "Generated from `src/rftkit/config.py` by `rftkit config defaults --markdown`; do not edit by hand.",
+        "The top level is OpenAI's fine-tuning job body; `rftkit.*` holds everything else.",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    for path, default, description in iter_fields():
+        shown = "(required)" if default == "(required)" else f"`{default!r}`".replace("|", "\\|")
+        rows.append(f"| `{path}` | {shown} | {description.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,70 @@
+"""Exact-match of greedy answers against the final assistant turn of each example."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from rftkit.data.chat import encode_prompt
+from rftkit.rollout.hf import SamplingParams, decode, generate, stop_token_ids
+from rftkit.types import Example
+
+
+@dataclass
+class ExactMatch:
+    correct: int
+    total: int
+    predictions: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+def answers_match(prediction: str, target: str) -> bool:
+    """Equal up to leading and trailing whitespace.
+
+    >>> answers_match(" 42\\n", "42")
+    True
+    """
+    return prediction.strip() == target.strip()
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode (no dropout) for the block, then back to the mode the model was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def greedy_answers(
+    model, tokenizer, examples: list[Example], *, max_new_tokens: int, batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """The model's greedy answer to each example's prompt, in order."""
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    stops = stop_token_ids(model, tokenizer)
+    answers: list[str] = []
+    with evaluating(model):
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            prompts = [encode_prompt(tokenizer, e) for e in chunk]
+            completions = generate(model, prompts, params, pad_id=tokenizer.pad_token_id, stop_ids=stops)
+            answers.extend(decode(tokenizer, c) for c in completions)
+            if on_batch is not None:
+                on_batch(len(chunk))
+    return answers
+
+
+def exact_match(model, tokenizer, examples: list[Example], **kwargs) -> ExactMatch:
+    """Greedy-decode every example and count answers equal to its target."""
+    predictions = greedy_answers(model, tokenizer, examples, **kwargs)
+    correct = sum(answers_match(p, e.target or "") for p, e in zip(predictions, examples))
+    return ExactMatch(correct, len(examples), predictions)

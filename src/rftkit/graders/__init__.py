@@ -1,0 +1,1 @@
+"""③ Graders: turn a sample (and its dataset row) into a reward."""

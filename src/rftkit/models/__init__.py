@@ -1,0 +1,1 @@
+"""Policy loading (transformers + peft) and the tiny byte-level model kit."""

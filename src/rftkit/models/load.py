@@ -1,0 +1,111 @@
+"""Loading and saving policies: Hugging Face directories, optionally with a LoRA adapter.
+
+`load_policy` accepts a model directory, a PEFT adapter directory (its base is loaded and
+the adapter merged, so training continues from the adapted weights), or a hub name when the
+user is online. On CPU everything stays in fp32 with denormals flushed: a sharpening policy
+produces denormal floats that otherwise slow every step 10-40x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rftkit.config import LoraOptions
+from rftkit.data.chat import ensure_chat_template
+from rftkit.errors import RftkitError
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RftkitError("device 'cuda' was asked for, but no CUDA GPU is visible", fix="set rftkit.device: cpu")
+    return torch.device(device)
+
+
+def setup_cpu() -> None:
+    """CPU facts that matter: flush denormals, and use every core for intra-op threads."""
+    torch.set_flush_denormal(True)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", cores or 1)))
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    tokenizer = _from_pretrained(AutoTokenizer, name_or_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    ensure_chat_template(tokenizer)
+    return tokenizer
+
+
+def load_policy(name_or_path: str, device: str = "auto", lora: LoraOptions | None = None):
+    """(model, tokenizer) ready to train: fp32 on CPU, LoRA-wrapped when `lora.enabled`."""
+    target = resolve_device(device)
+    if target.type == "cpu":
+        setup_cpu()
+    adapter = Path(name_or_path) / "adapter_config.json"
+    if adapter.exists():
+        model, tokenizer = _load_adapter(Path(name_or_path), target)
+    else:
+        tokenizer = load_tokenizer(name_or_path)
+        dtype = torch.float32 if target.type == "cpu" else "auto"
+        model = _from_pretrained(AutoModelForCausalLM, name_or_path, dtype=dtype).to(target)
+    if lora is not None and lora.enabled:
+        model = wrap_lora(model, lora)
+    return model, tokenizer
+
+
+def wrap_lora(model: Any, lora: LoraOptions) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _load_adapter(path: Path, target: torch.device):
+    from peft import PeftModel
+
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise RftkitError(f"{path}/adapter_config.json: no base_model_name_or_path", fix="export the adapter with rftkit")
+    base_model, tokenizer = load_policy(base, str(target))
+    merged = PeftModel.from_pretrained(base_model, str(path)).merge_and_unload()
+    return merged, tokenizer
+
+
+def _from_pretrained(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(name_or_path, **kwargs)
+    except OSError as err:
+        local = Path(name_or_path).exists()
+        fix = (
+            "check that it is a save_pretrained directory (config.json, weights, tokenizer files)"
+            if local
+            else "pass a local model directory (e.g. one made by `rftkit model init`), or go online for hub names"
+        )
+        raise RftkitError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}", fix=fix) from None
+
+
+def save_policy(model: Any, tokenizer: Any, out: str | Path) -> Path:
+    """Write a Hugging Face directory (an adapter directory for a PEFT model)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

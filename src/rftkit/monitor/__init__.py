@@ -1,0 +1,1 @@
+"""Monitoring: live progress, metrics sinks, reward-hacking monitors."""

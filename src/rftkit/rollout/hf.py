@@ -1,0 +1,142 @@
+"""The transformers rollout engine: batched sampling with a KV cache, written out.
+
+One call turns many prompts into completions: prompts are left-padded into one batch, the
+prefill keeps only the last position's logits, and each decoding step feeds one token per
+row through the cache. Position ids follow the attention mask (a left-padded row's first
+real token is position 0), which is what the trainer uses when it recomputes log-probs, so
+the two agree to float precision.
+
+`model.generate` would do the same, with per-step overhead that dominates for tiny models
+and with less control over what is recorded (the sampling log-probs, the finish reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device):
+    """(input_ids [B, L], attention_mask [B, L], position_ids [B, L]) for left-padded prompts."""
+    longest = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, longest - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, longest - len(prompt):] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(device), attention_mask.to(device), position_ids.to(device)
+
+
+def filter_logits(logits_BV: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus), as in most samplers."""
+    logits_BV = logits_BV / params.temperature
+    if params.top_k > 0 and params.top_k < logits_BV.shape[-1]:
+        kth = torch.topk(logits_BV, params.top_k, dim=-1).values[..., -1:]
+        logits_BV = logits_BV.masked_fill(logits_BV < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits_BV, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the first always stays)
+        drop_sorted = (probs.cumsum(-1) - probs) >= params.top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits_BV = logits_BV.masked_fill(drop, float("-inf"))
+    return logits_BV
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    params: SamplingParams,
+    *,
+    pad_id: int,
+    stop_ids: set[int],
+    generator: torch.Generator | None = None,
+) -> list[Completion]:
+    """Sample one completion per prompt (repeat a prompt G times for a group)."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask, position_ids = left_pad(prompts, pad_id, device)
+    stop = torch.tensor(sorted(stop_ids), device=device)
+    cache = DynamicCache()
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    )
+    next_position = position_ids[:, -1:] + 1  # [B, 1]
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    tokens, logprobs = [], []
+    for _ in range(params.max_new_tokens):
+        logits_BV = out.logits[:, -1, :].float()
+        if params.greedy:
+            token_B = logits_BV.argmax(-1)
+            logprob_B = logits_BV.log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
+        else:
+            filtered = filter_logits(logits_BV, params)
+            token_B = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
+            logprob_B = (logits_BV / params.temperature).log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
+        token_B = token_B.masked_fill(finished, pad_id)
+        tokens.append(token_B)
+        logprobs.append(logprob_B)
+        finished |= torch.isin(token_B, stop)
+        if bool(finished.all()):
+            break
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(prompts), 1))], dim=1)
+        out = model(
+            input_ids=token_B[:, None], attention_mask=attention_mask, position_ids=next_position,
+            past_key_values=cache, use_cache=True,
+        )
+        next_position = next_position + 1
+    return _collect(tokens, logprobs, stop_ids, len(prompts))
+
+
+def _collect(tokens: list[torch.Tensor], logprobs: list[torch.Tensor], stop_ids: set[int], rows: int) -> list[Completion]:
+    if not tokens:
+        return [Completion([]) for _ in range(rows)]
+    token_rows = torch.stack(tokens, dim=1).tolist()
+    logprob_rows = torch.stack(logprobs, dim=1).tolist()
+    completions = []
+    for ids, lps in zip(token_rows, logprob_rows):
+        end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+        if end is None:
+            completions.append(Completion(ids, lps, "length"))
+        else:
+            completions.append(Completion(ids[: end + 1], lps[: end + 1], "stop"))
+    return completions
+
+
+def decode(tokenizer, completion: Completion) -> str:
+    """The completion's text, without the stop token or other special tokens."""
+    return tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """Tokens that end an assistant turn: the tokenizer's eos plus the generation config's."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return {i for i in ids if i is not None}

@@ -1,0 +1,126 @@
+import pytest
+
+from rftkit.config import (
+    JobSpec,
+    load_job,
+    parse_job,
+    resolve_reinforcement,
+    resolve_supervised,
+)
+from rftkit.errors import RftkitError
+
+GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}", "reference": "x", "operation": "eq"}
+
+
+def rl_job(**hyperparameters):
+    return {
+        "model": "m",
+        "training_file": "t.jsonl",
+        "method": {"type": "reinforcement", "reinforcement": {"grader": GRADER, "hyperparameters": hyperparameters}},
+    }
+
+
+def test_openai_body_parses_with_defaults():
+    spec = parse_job(rl_job(n_epochs=2, batch_size="auto"))
+    assert spec.method.reinforcement.hyperparameters.n_epochs == 2
+    assert spec.method.reinforcement.hyperparameters.batch_size == "auto"
+    assert spec.rftkit.group_size == 8 and spec.rftkit.kl.estimator == "k3"
+
+
+def test_spec_is_frozen():
+    spec = parse_job(rl_job())
+    with pytest.raises(Exception):
+        spec.seed = 3
+
+
+def test_unknown_keys_are_rejected_with_their_full_path_and_a_suggestion():
+    body = rl_job(n_epoch=3)
+    body["rftkit"] = {"lora": {"rank": 8}}
+    with pytest.raises(RftkitError) as err:
+        parse_job(body, "job.yaml")
+    text = str(err.value)
+    assert "job.yaml: method.reinforcement.hyperparameters.n_epoch: unknown key (did you mean 'n_epochs'?)" in text
+    assert "job.yaml: rftkit.lora.rank: unknown key" in text
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("n_epochs", "x", 'expected an integer or "auto"'),
+        ("n_epochs", 0, "must be >= 1"),
+        ("n_epochs", 1.5, 'expected an integer or "auto"'),
+        ("batch_size", True, 'expected an integer or "auto"'),
+        ("learning_rate_multiplier", 0, "must be > 0"),
+        ("learning_rate_multiplier", float("nan"), "must be > 0"),
+    ],
+)
+def test_bad_numbers_name_the_field(field, value, expected):
+    with pytest.raises(RftkitError) as err:
+        parse_job(rl_job(**{field: value}))
+    assert f"method.reinforcement.hyperparameters.{field}: {expected}" in str(err.value)
+
+
+def test_reinforcement_needs_its_block_and_grader():
+    with pytest.raises(RftkitError, match="method.reinforcement \\(with a grader\\) is required"):
+        parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement"}})
+    with pytest.raises(RftkitError, match="method.reinforcement.grader: required field is missing"):
+        parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement", "reinforcement": {}}})
+
+
+def test_auto_resolution_for_a_dozen_prompts():
+    spec = parse_job(rl_job())
+    resolved = resolve_reinforcement(spec, rows=12)
+    assert resolved.batch_size == 8
+    assert resolved.n_epochs == 50  # 2 steps per epoch, aiming at auto_steps=100
+    assert resolved.total_steps == 100
+    assert resolved.eval_interval == 10
+    assert resolved.learning_rate == pytest.approx(1e-5)
+    assert resolved.group_size == 8
+
+
+def test_explicit_values_and_multipliers_win():
+    body = rl_job(n_epochs=2, batch_size=4, learning_rate_multiplier=3, compute_multiplier=0.5, eval_interval=7)
+    body["rftkit"] = {"learning_rate": 1e-4, "max_steps": 5}
+    resolved = resolve_reinforcement(parse_job(body), rows=100)
+    assert (resolved.n_epochs, resolved.batch_size, resolved.group_size) == (2, 4, 4)
+    assert resolved.total_steps == 5
+    assert resolved.learning_rate == pytest.approx(3e-4)
+    assert resolved.eval_interval == 7
+
+
+def test_batch_never_exceeds_rows_and_empty_data_is_an_error():
+    body = {"model": "m", "training_file": "t", "method": {"type": "supervised"}}
+    spec = parse_job(body)
+    assert resolve_supervised(spec, rows=3).batch_size == 3
+    with pytest.raises(RftkitError, match="no usable rows"):
+        resolve_supervised(spec, rows=0)
+
+
+def test_load_job_resolves_paths_next_to_the_yaml(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "job.yaml").write_text(
+        "model: m\ntraining_file: train.jsonl\nmethod:\n  type: supervised\n"
+    )
+    spec = load_job(tmp_path / "sub" / "job.yaml")
+    assert spec.training_file == str(tmp_path / "sub" / "train.jsonl")
+    assert spec.model == "m"  # not a local path: left as a hub name
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model: m\nmethod: {type: supervised\n")
+    with pytest.raises(RftkitError, match=r"job.yaml:\d+: invalid YAML"):
+        load_job(path)
+
+
+def test_every_field_is_documented():
+    from rftkit.config import iter_fields
+
+    undocumented = [path for path, _, description in iter_fields() if not description]
+    assert undocumented == []
+
+
+def test_jobspec_json_schema_is_exportable():
+    schema = JobSpec.model_json_schema()
+    assert "method" in schema["properties"]
+
