@@ -1,0 +1,1 @@
+"""⑤⑥ Training: supervised fine-tuning, the RL step loop, optimizer, data order, checkpoints."""
