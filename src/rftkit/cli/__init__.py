@@ -1,0 +1,41 @@
+"""The `rftkit` command.
+
+Every command exits 0 on success, 2 with a one-line reason (no traceback) on a problem the
+user can fix (`RftkitError`, bad arguments), and keeps the traceback for anything else,
+which is a bug. Each command group lives in its own module; imports of heavy libraries
+(torch, transformers) happen inside commands, so `rftkit --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from rftkit.cli import config, data, model, train
+from rftkit.errors import RftkitError
+from rftkit.monitor.console import console
+
+app = typer.Typer(
+    help="Reinforcement fine-tuning for language models, on your own hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("train")(train.train)
+app.command("demo")(train.demo)
+app.add_typer(data.app, name="data")
+app.add_typer(model.app, name="model")
+app.add_typer(config.app, name="config")
+
+
+def main() -> None:
+    try:
+        app()
+    except RftkitError as err:
+        console.print(f"[red]error[/]: {escape(str(err))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)

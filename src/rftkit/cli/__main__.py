@@ -1,0 +1,3 @@
+from rftkit.cli import main
+
+main()
