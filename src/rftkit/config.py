@@ -225,9 +225,9 @@ def _suggest(key: str, model: type[BaseModel] | None) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _model_at(path: tuple) -> type[BaseModel] | None:
+def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that holds the field at `path` (for did-you-mean hints)."""
-    model: Any = JobSpec
+    model: Any = root
     for part in path:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
@@ -239,14 +239,15 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
     return model
 
 
-def describe_errors(err: ValidationError, source: str) -> str:
+def describe_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     """One line per problem: `job.yaml: method.reinforcement.grader: field required`."""
+    root = root or JobSpec
     lines = []
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             key = str(e["loc"][-1])
-            lines.append(f"{source}: {path}: unknown key{_suggest(key, _model_at(e['loc'][:-1]))}")
+            lines.append(f"{source}: {path}: unknown key{_suggest(key, _model_at(e['loc'][:-1], root))}")
         elif e["type"] == "missing":
             lines.append(f"{source}: {path}: required field is missing")
         else:
