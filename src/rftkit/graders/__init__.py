@@ -1,9 +1,23 @@
 """③ Graders: turn a sample (and its dataset row) into a reward.
 
 Importing this package registers every built-in grader type; `build_grader(spec)` makes one.
+OpenAI's types: string_check, text_similarity, python, score_model, label_model, multi.
+rftkit's own: sql_execution, code_tests, json_schema, endpoint, function.
 """
 
-from rftkit.graders import string_check  # noqa: F401  (registers the grader types)
+from rftkit.graders import (  # noqa: F401  (importing a module registers its grader type)
+    code_tests,
+    endpoint,
+    function,
+    json_schema,
+    label_model,
+    multi,
+    python_grader,
+    score_model,
+    sql_execution,
+    string_check,
+    text_similarity,
+)
 from rftkit.graders.base import (
     ERROR_KINDS,
     REGISTRY,

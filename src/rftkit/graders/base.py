@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rftkit.errors import RftkitError
+from rftkit.graders.sandbox.limits import SandboxLimits
 from rftkit.types import Grade, Sample
 
 # The error kinds of OpenAI's graders/run metadata, in its order.
@@ -64,9 +65,15 @@ class GraderContext:
     an LLM judge, sandbox limits. Filled from the CLI, the job or the server."""
 
     base_dir: Path = field(default_factory=Path.cwd)
-    judge_base_url: str | None = None
-    judge_api_key: str | None = None
+    judge_base_url: str | None = None  # else $RFTKIT_JUDGE_BASE_URL, else $OPENAI_BASE_URL
+    judge_api_key: str | None = None  # else $RFTKIT_JUDGE_API_KEY, else $OPENAI_API_KEY
     options: dict[str, Any] = field(default_factory=dict)
+    judge_timeout_seconds: float = 60.0  # one HTTP request to a judge or a reward endpoint
+    judge_max_retries: int = 3  # after the first try; with exponential backoff
+    judge_backoff_seconds: float = 0.5  # the first pause; doubled each retry, with jitter
+    http_concurrency: int = 16  # requests in flight per grader during a batch
+    embedding_model: str | None = None  # a local model directory for cosine; else $RFTKIT_EMBEDDING_MODEL
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
 
 @dataclass
@@ -121,6 +128,11 @@ class Grader:
 
     def score(self, sample: Sample, item: dict) -> float | Score:
         raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What `rftkit graders validate` finds wrong beyond the schema (formula, source, files).
+        Each is one line that names the field; an empty list means ready to grade."""
+        return []
 
     def grade(self, sample: Sample, item: dict) -> Grade:
         """Score one sample; failures become reward 0 with the error named."""
