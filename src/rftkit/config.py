@@ -177,10 +177,113 @@ class Optimizer(_Section):
     )
 
 
-class RftkitOptions(_Section):
-    algorithm: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gspo", "ppo"] = Field(
-        "grpo", description="The RL algorithm (reinforcement jobs)."
+Algorithm = Literal["grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "ppo"]
+
+# What each algorithm means, as defaults for the `rftkit.loss` and `rftkit.dynamic_sampling`
+# keys that are left unset (null). Explicit values always win.
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    # DeepSeekMath (Shao et al., 2024): group-normalised advantages, mean over each sequence.
+    "grpo": {"advantage": "grpo", "policy_loss": "ppo_clip", "aggregation": "sequence_mean",
+             "clip_low": 0.2, "clip_high": 0.2, "dynamic_sampling": False},
+    # Liu et al., 2025: no std division, a constant divisor instead of each sequence's length.
+    "dr_grpo": {"advantage": "dr_grpo", "policy_loss": "ppo_clip", "aggregation": "constant",
+                "clip_low": 0.2, "clip_high": 0.2, "dynamic_sampling": False},
+    # Yu et al., 2025: clip-higher, token-level mean, drop groups that carry no signal.
+    "dapo": {"advantage": "grpo", "policy_loss": "ppo_clip", "aggregation": "token_mean",
+             "clip_low": 0.2, "clip_high": 0.28, "dynamic_sampling": True},
+    # Zheng et al., 2025: one importance ratio per sequence, with a much tighter clip.
+    "gspo": {"advantage": "grpo", "policy_loss": "gspo", "aggregation": "sequence_mean",
+             "clip_low": 3e-4, "clip_high": 4e-4, "dynamic_sampling": False},
+    "rloo": {"advantage": "rloo", "policy_loss": "ppo_clip", "aggregation": "token_mean",
+             "clip_low": 0.2, "clip_high": 0.2, "dynamic_sampling": False},
+    "reinforce_pp": {"advantage": "reinforce_pp", "policy_loss": "ppo_clip", "aggregation": "token_mean",
+                     "clip_low": 0.2, "clip_high": 0.2, "dynamic_sampling": False},
+    # Schulman et al., 2017: a critic, GAE, several epochs per batch.
+    "ppo": {"advantage": "gae", "policy_loss": "ppo_clip", "aggregation": "token_mean",
+            "clip_low": 0.2, "clip_high": 0.2, "dynamic_sampling": False},
+}
+
+
+class LossOptions(_Section):
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] | None = Field(
+        None, description="Advantage estimator; null: the algorithm's (see ALGORITHM_PRESETS in config.py)."
     )
+    policy_loss: Literal["ppo_clip", "gspo"] | None = Field(
+        None, description="ppo_clip: token-level ratio; gspo: one ratio per sequence. null: the algorithm's."
+    )
+    aggregation: Literal["token_mean", "sequence_mean", "constant"] | None = Field(
+        None, description="How token losses become one number. null: the algorithm's."
+    )
+    clip_low: float | None = Field(None, ge=0, description="Ratio lower bound is 1 - clip_low. null: the algorithm's.")
+    clip_high: float | None = Field(None, ge=0, description="Ratio upper bound is 1 + clip_high. null: the algorithm's.")
+    entropy_coef: float = Field(0.0, ge=0, description="Weight of an entropy bonus (0: none).")
+
+
+class DynamicSampling(_Section):
+    enabled: bool | None = Field(
+        None, description="Drop groups whose rewards are all equal (no signal). null: the algorithm's (on for dapo)."
+    )
+    max_rounds: int = Field(
+        1, ge=1, description="Sampling rounds per step to refill dropped groups (1: no oversampling)."
+    )
+
+
+class UpdateOptions(_Section):
+    epochs: int = Field(
+        1, ge=1, description="Passes over each sampled batch. 1 with mini_batches 1 is fully on-policy."
+    )
+    mini_batches: int = Field(1, ge=1, description="Optimizer steps per pass over a sampled batch.")
+    micro_batch_tokens: int = Field(
+        16384, ge=1, description="Most (rows x padded length) tokens per forward pass; gradients accumulate."
+    )
+
+
+class PPOOptions(_Section):
+    epochs: int = Field(4, ge=1, description="Passes over each batch (ppo only; overrides update.epochs).")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    value_clip: float = Field(0.2, ge=0, description="Clip of the value update around the old values.")
+    value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    critic_learning_rate_multiplier: float = Field(
+        5.0, gt=0, description="The critic's learning rate is the policy's times this."
+    )
+
+
+class EvalOptions(_Section):
+    baseline: bool = Field(True, description="Evaluate the model on the validation set before training.")
+    k: int = Field(8, ge=1, description="Samples per validation prompt for pass@k at baseline and at the end.")
+    pass_threshold: float = Field(
+        1.0, description="A sample counts as correct (for pass@k) when its reward is at least this."
+    )
+    max_prompts: int | None = Field(
+        None, ge=1, description="Evaluate on at most this many validation prompts (the first ones). null: all."
+    )
+
+
+class CheckpointOptions(_Section):
+    interval: int | None = Field(None, ge=1, description="Steps between checkpoints. null: every eval_interval.")
+    keep_last: int = Field(1, ge=1, description="Most recent checkpoints kept.")
+    keep_best: int = Field(1, ge=0, description="Checkpoints kept for the best validation reward.")
+
+
+class MonitorOptions(_Section):
+    length_correlation: float = Field(
+        0.5, ge=0, le=1, description="Warn when |corr(reward, completion length)| in a step exceeds this."
+    )
+    kl_jump: float = Field(5.0, gt=1, description="Warn when KL exceeds this multiple of its running median.")
+    valid_drop_evals: int = Field(
+        2, ge=1, description="Warn when validation reward falls this many evals in a row while train reward rises."
+    )
+    auto_pause_kl: float | None = Field(None, gt=0, description="Stop with a checkpoint when KL exceeds this.")
+    auto_pause_on_warning: bool = Field(False, description="Stop with a checkpoint on any hacking warning.")
+    samples_per_step: int = Field(4, ge=0, description="Groups per step written to samples.jsonl.")
+    sinks: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        [], description="Extra metrics sinks besides metrics.jsonl (each needs its package installed)."
+    )
+
+
+class RftkitOptions(_Section):
+    algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
     learning_rate: float = Field(
         1e-5, gt=0, description="Base learning rate; the effective rate is this x learning_rate_multiplier."
@@ -191,12 +294,17 @@ class RftkitOptions(_Section):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps, whatever n_epochs says.")
     lora: LoraOptions = LoraOptions()
     kl: KLOptions = KLOptions()
+    loss: LossOptions = LossOptions()
+    dynamic_sampling: DynamicSampling = DynamicSampling()
+    update: UpdateOptions = UpdateOptions()
+    ppo: PPOOptions = PPOOptions()
     lengths: Lengths = Lengths()
     sampling: Sampling = Sampling()
     optimizer: Optimizer = Optimizer()
-    engine: Literal["hf", "vllm", "openai"] = Field(
-        "hf", description="Rollout engine: hf (transformers, CPU or GPU), vllm (GPU), openai (an endpoint)."
-    )
+    eval: EvalOptions = EvalOptions()
+    checkpoints: CheckpointOptions = CheckpointOptions()
+    monitor: MonitorOptions = MonitorOptions()
+    engine: Literal["hf"] = Field("hf", description="Rollout engine: hf (transformers with a KV cache, CPU or GPU).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 
@@ -293,7 +401,8 @@ def load_job(path: str | Path) -> JobSpec:
             if isinstance(value, str) and not Path(value).is_absolute():
                 candidate = path.parent / value
                 if candidate.exists() or key != "model":
-                    data[key] = str(candidate)
+                    # absolute, so that runs, checkpoints and adapters keep pointing at it
+                    data[key] = str(candidate.resolve())
     return parse_job(data, str(path))
 
 
@@ -371,6 +480,31 @@ def resolve_supervised(spec: JobSpec, rows: int) -> ResolvedSupervised:
         learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
         total_steps=total,
     )
+
+
+@dataclass(frozen=True)
+class ResolvedAlgorithm:
+    advantage: str
+    policy_loss: str
+    aggregation: str
+    clip_low: float
+    clip_high: float
+    dynamic_sampling: bool
+
+
+def resolve_algorithm(options: RftkitOptions) -> ResolvedAlgorithm:
+    """The algorithm's preset, with every explicitly set `rftkit.loss` / dynamic_sampling key applied."""
+    preset = dict(ALGORITHM_PRESETS[options.algorithm])
+    overrides = {k: v for k, v in options.loss.model_dump().items() if v is not None and k in preset}
+    if options.dynamic_sampling.enabled is not None:
+        overrides["dynamic_sampling"] = options.dynamic_sampling.enabled
+    preset.update(overrides)
+    if (preset["advantage"] == "gae") != (options.algorithm == "ppo"):
+        raise RftkitError(
+            "rftkit.loss.advantage: gae needs a critic, which only algorithm ppo trains",
+            fix="use algorithm: ppo for gae, or a group estimator (grpo, dr_grpo, rloo, reinforce_pp) otherwise",
+        )
+    return ResolvedAlgorithm(**preset)
 
 
 # ----------------------------------------------------------------------------- documentation

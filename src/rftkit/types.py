@@ -5,15 +5,22 @@
 - `Sample`: one completion the policy wrote for an example — what graders see as `sample`.
 - `Grade`: what a grader says of a sample — a reward, sub-rewards per named grader, and
   metadata shaped like OpenAI's `graders/run` response.
+- `Group`: the G samples drawn for one example, with their grades: the unit advantages
+  are computed over.
+- `Batch`: a step's sequences as padded tensors, ready for log-probs and the update.
 
-Tensors never travel in dicts between stages; later stages add `Group` and `Batch` here.
+Tensors never travel in dicts between stages. Shape suffixes: N sequences, T tokens of a
+whole sequence, C completion tokens.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the API server imports these nouns without importing torch
+    import torch
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -65,6 +72,7 @@ class Sample:
     output_tools: list[dict[str, Any]] = field(default_factory=list)
     completion_ids: list[int] = field(default_factory=list)
     finish_reason: str = "stop"
+    logprobs: list[float] = field(default_factory=list)  # per completion token, as sampled
 
     @property
     def output_json(self) -> Any:
@@ -84,3 +92,52 @@ class Grade:
     reward: float
     sub_rewards: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    """The samples drawn for one example, and their grades (filled by the grading phase)."""
+
+    example: Example
+    prompt_ids: list[int]
+    samples: list[Sample]
+    grades: list[Grade] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [g.reward for g in self.grades]
+
+
+@dataclass
+class Batch:
+    """N sequences laid out as [left-padded prompt | right-padded completion].
+
+    Completion token j of row n sits at column prompt_width + j and is predicted from column
+    prompt_width + j - 1. Position ids follow the attention mask, exactly as when sampling.
+    """
+
+    input_ids_NT: "torch.Tensor"
+    attention_mask_NT: "torch.Tensor"
+    position_ids_NT: "torch.Tensor"
+    completion_mask_NC: "torch.Tensor"
+    prompt_width: int
+
+    @property
+    def completion_ids_NC(self) -> "torch.Tensor":
+        return self.input_ids_NT[:, self.prompt_width:]
+
+    def rows(self, index: "torch.Tensor | slice") -> "Batch":
+        """A sub-batch of rows, trimmed of columns that are padding in every remaining row."""
+        attention = self.attention_mask_NT[index]
+        completion = self.completion_mask_NC[index]
+        first = int((attention[:, : self.prompt_width].sum(0) > 0).nonzero()[0]) if self.prompt_width else 0
+        used = completion.sum(0) > 0
+        width = int(used.nonzero()[-1]) + 1 if bool(used.any()) else 1
+        end = self.prompt_width + width
+        return Batch(
+            self.input_ids_NT[index][:, first:end],
+            attention[:, first:end],
+            self.position_ids_NT[index][:, first:end],
+            completion[:, :width],
+            self.prompt_width - first,
+        )

@@ -102,7 +102,7 @@ def test_load_job_resolves_paths_next_to_the_yaml(tmp_path):
         "model: m\ntraining_file: train.jsonl\nmethod:\n  type: supervised\n"
     )
     spec = load_job(tmp_path / "sub" / "job.yaml")
-    assert spec.training_file == str(tmp_path / "sub" / "train.jsonl")
+    assert spec.training_file == str((tmp_path / "sub" / "train.jsonl").resolve())
     assert spec.model == "m"  # not a local path: left as a hub name
 
 

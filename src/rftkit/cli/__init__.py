@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from rftkit.cli import config, data, model, train
+from rftkit.cli import config, data, evaluate, graders, model, train
 from rftkit.errors import RftkitError
 from rftkit.monitor.console import console
 
@@ -25,9 +25,14 @@ app = typer.Typer(
 )
 app.command("train")(train.train)
 app.command("demo")(train.demo)
+app.command("eval")(evaluate.evaluate)
+app.command("export")(evaluate.export)
+app.command("report")(evaluate.report)
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
 app.add_typer(config.app, name="config")
+app.command("grade")(graders.grade)
+app.add_typer(graders.app, name="graders")
 
 
 def main() -> None:

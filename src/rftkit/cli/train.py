@@ -14,22 +14,48 @@ from rftkit.errors import RftkitError
 
 def train(
     job: Path = typer.Argument(..., help="A job spec in YAML (see `rftkit config defaults`)."),
-    out_dir: Path = typer.Option(..., "--out", help="Run directory: model, metrics.jsonl, summary.json."),
+    out_dir: Path = typer.Option(..., "--out", help="Run directory: model, metrics, samples, checkpoints, report."),
+    resume: bool = typer.Option(False, help="Continue from the newest checkpoint in --out (reinforcement)."),
+    force: bool = typer.Option(False, help="Train even when the baseline check finds pass@k = 0."),
     overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
 ) -> None:
-    """Run a fine-tuning job."""
+    """Run a fine-tuning job: supervised, or reinforcement with baseline check, checkpoints and report."""
     from rftkit.config import load_job
 
     spec = load_job(job)
-    if spec.method.type != "supervised":
-        raise RftkitError(
-            f"{job}: method.type reinforcement is not available in this version",
-            fix="use method.type: supervised, or upgrade rftkit",
-        )
-    from rftkit.train.supervised import run_supervised_job
+    if spec.method.type == "supervised":
+        if resume:
+            raise RftkitError("--resume applies to reinforcement jobs", fix="rerun the supervised job with --overwrite")
+        from rftkit.train.supervised import run_supervised_job
 
-    summary = run_supervised_job(spec, out_dir, overwrite=overwrite)
-    out.print(f"done in {summary.seconds:.0f} s: model in {summary.model_dir}")
+        summary = run_supervised_job(spec, out_dir, overwrite=overwrite)
+        out.print(f"done in {summary.seconds:.0f} s: model in {summary.model_dir}")
+        return
+    from rftkit.train.rl_job import run_reinforcement_job
+
+    summary = run_reinforcement_job(spec, out_dir, resume=resume, force=force, overwrite=overwrite,
+                                    base_dir=job.resolve().parent)
+    print_rl_summary(summary)
+    if summary.status == "paused":
+        raise typer.Exit(3)
+
+
+def print_rl_summary(summary) -> None:
+    """Baseline -> final table and throughput, after a reinforcement run."""
+    from rich.table import Table
+
+    if summary.baseline or summary.final:
+        table = Table("", "pass@1", "pass@k", "greedy", "mean reward", title="held-out evaluation")
+        for name, figures in (("baseline", summary.baseline), ("final", summary.final)):
+            if figures:
+                greedy = figures.get("greedy_pass")
+                table.add_row(name, f"{figures['pass_at_1']:.1%}", f"{figures['pass_at_k']:.1%} (k={figures['k']})",
+                              "" if greedy is None else f"{greedy:.1%}", f"{figures['reward_mean']:.3f}")
+        out.print(table)
+    out.print(f"{summary.status}: {summary.steps}/{summary.total_steps} steps in {summary.seconds:.0f} s "
+              f"({summary.seconds_per_step:.2f} s/step, {summary.samples_per_s:.0f} samples/s)"
+              + (f"; model in {summary.model_dir}" if summary.model_dir else "")
+              + (f"; report {summary.report}" if summary.report else ""))
 
 
 def demo(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
-
 from rftkit.data.chat import encode_prompt
-from rftkit.rollout.hf import SamplingParams, decode, generate, stop_token_ids
+from rftkit.rollout.hf import SamplingParams, decode, evaluating, generate, stop_token_ids
 from rftkit.types import Example
 
 
@@ -31,17 +28,6 @@ def answers_match(prediction: str, target: str) -> bool:
     True
     """
     return prediction.strip() == target.strip()
-
-
-@contextmanager
-def evaluating(model: torch.nn.Module):
-    """Eval mode (no dropout) for the block, then back to the mode the model was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def greedy_answers(

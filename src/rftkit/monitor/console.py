@@ -37,9 +37,11 @@ def format_metrics(row: dict, keys: tuple[str, ...]) -> str:
     return "  ".join(parts)
 
 
-def step_reporter(progress: Progress, description: str, total: int, keys: tuple[str, ...]) -> Callable[[dict], None]:
+def step_reporter(
+    progress: Progress, description: str, total: int, keys: tuple[str, ...], completed: int = 0
+) -> Callable[[dict], None]:
     """A callback for training loops: advance one step and show the chosen metrics."""
-    task = progress.add_task(description, total=total, info="")
+    task = progress.add_task(description, total=total, info="", completed=completed)
     shown: dict = {}
 
     def report(row: dict) -> None:

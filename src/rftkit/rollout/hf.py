@@ -12,6 +12,7 @@ and with less control over what is recorded (the sampling log-probs, the finish 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,17 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "length"
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode (no dropout) for the block, then back to the mode the model was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device):

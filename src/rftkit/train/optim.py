@@ -1,4 +1,9 @@
-"""AdamW and the learning-rate schedule shared by supervised and RL training."""
+"""AdamW and the learning-rate schedule shared by supervised and RL training.
+
+The schedule is a pure function of the step number, applied before each step, so resuming
+needs no scheduler state and a step that makes no update (every group dropped) cannot put
+the schedule out of step.
+"""
 
 from __future__ import annotations
 
@@ -17,18 +22,25 @@ def make_optimizer(params, learning_rate: float, options: Optimizer) -> torch.op
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, options: Optimizer, total_steps: int):
-    """Linear warmup, then constant, cosine or linear decay to 0 at `total_steps`."""
+def schedule_factor(step: int, options: Optimizer, total_steps: int) -> float:
+    """Multiplier of the base rate at 0-based `step`: linear warmup, then constant, cosine or
+    linear decay to 0 at `total_steps`.
 
-    def factor(step: int) -> float:
-        if step < options.warmup_steps:
-            return (step + 1) / options.warmup_steps
-        if options.schedule == "constant":
-            return 1.0
-        progress = (step - options.warmup_steps) / max(1, total_steps - options.warmup_steps)
-        progress = min(1.0, progress)
-        if options.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
+    >>> schedule_factor(0, Optimizer(warmup_steps=4), 10)
+    0.25
+    >>> schedule_factor(10, Optimizer(schedule="cosine"), 10)
+    0.0
+    """
+    if step < options.warmup_steps:
+        return (step + 1) / options.warmup_steps
+    if options.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - options.warmup_steps) / max(1, total_steps - options.warmup_steps))
+    if options.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = rate

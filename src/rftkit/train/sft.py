@@ -16,7 +16,7 @@ import torch
 
 from rftkit.config import Optimizer
 from rftkit.data.chat import encode_completion, encode_prompt
-from rftkit.train.optim import make_optimizer, make_scheduler
+from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
 from rftkit.train.order import DataOrder
 from rftkit.types import Example
 
@@ -104,12 +104,13 @@ def run_sft(
     train_pairs = encode_supervised(tokenizer, train, settings.max_completion_tokens)
     valid_pairs = encode_supervised(tokenizer, valid, settings.max_completion_tokens)
     optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
-    scheduler = make_scheduler(optimizer, settings.optimizer, settings.total_steps)
     order = DataOrder(len(train_pairs), settings.seed)
     steps_per_epoch = math.ceil(len(train_pairs) / settings.batch_size)
     history = []
     model.train()
     for step in range(1, settings.total_steps + 1):
+        rate = settings.learning_rate * schedule_factor(step - 1, settings.optimizer, settings.total_steps)
+        set_learning_rate(optimizer, rate)
         batch = [train_pairs[i] for i in order.next_batch(settings.batch_size)]
         loss, tokens = completion_loss(model, batch, pad_id)
         optimizer.zero_grad(set_to_none=True)
@@ -121,10 +122,9 @@ def run_sft(
             "epoch": round(step / steps_per_epoch, 3),
             "train_loss": loss.item(),
             "grad_norm": float(grad_norm),
-            "learning_rate": scheduler.get_last_lr()[0],
+            "learning_rate": rate,
             "train_tokens": tokens,
         }
-        scheduler.step()
         last = step == settings.total_steps
         if valid_pairs and (last or (settings.eval_every and step % settings.eval_every == 0)):
             row["valid_loss"] = evaluation_loss(model, valid_pairs, pad_id)

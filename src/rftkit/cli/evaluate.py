@@ -1,0 +1,89 @@
+"""`rftkit eval`, `rftkit export` and `rftkit report`: use and share what training made."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rftkit.cli.common import out, read_json
+from rftkit.errors import RftkitError
+
+
+def evaluate(
+    model: str = typer.Option(..., help="Model directory (a run's model/, a checkpoint, or any HF model)."),
+    data: Path = typer.Option(..., help="Prompts in RFT format (last turn from the user)."),
+    grader: Path = typer.Option(..., help="Grader spec (JSON)."),
+    k: int = typer.Option(8, "-k", "--k", min=1, help="Samples per prompt for pass@k."),
+    max_tokens: int = typer.Option(256, help="Most tokens per completion."),
+    temperature: float = typer.Option(1.0, min=0.0, help="Sampling temperature (0: greedy, then k is 1)."),
+    threshold: float = typer.Option(1.0, help="A sample is correct when its reward is at least this."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N prompts."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the figures as JSON here."),
+) -> None:
+    """pass@1, pass@k and mean reward of a model on a dataset, scored by a grader."""
+    from rftkit.data.validate import load_examples
+    from rftkit.eval.passk import evaluate as run_eval
+    from rftkit.graders import GraderContext, build_grader
+    from rftkit.graders.templates import item_fields
+    from rftkit.models.load import load_policy
+    from rftkit.rollout.hf import SamplingParams
+
+    spec = read_json(grader, "grader")
+    examples = load_examples(data, "reinforcement", required_fields=item_fields(spec))[:limit]
+    policy, tokenizer = load_policy(model)
+    k = 1 if temperature == 0 else k
+    with build_grader(spec, GraderContext(base_dir=grader.resolve().parent), source=str(grader)) as scorer:
+        result = run_eval(policy, tokenizer, scorer, examples, k=k, params=SamplingParams(max_tokens, temperature),
+                          threshold=threshold, seed=seed, greedy=temperature > 0)
+    figures = result.summary()
+    greedy = f", greedy {figures['greedy_pass']:.1%}" if figures["greedy_pass"] is not None else ""
+    out.print(f"{len(examples)} prompts: pass@1 {figures['pass_at_1']:.1%}, pass@{k} {figures['pass_at_k']:.1%}, "
+              f"mean reward {figures['reward_mean']:.3f}{greedy}")
+    print(json.dumps(figures))
+    if output is not None:
+        output.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def _model_source(path: Path) -> Path:
+    for candidate in (path / "model", path):
+        if (candidate / "config.json").exists() or (candidate / "adapter_config.json").exists():
+            return candidate
+    raise RftkitError(f"{path}: no model here", fix="pass a run directory, a checkpoint-N directory or a model directory")
+
+
+def export(
+    source: Path = typer.Argument(..., help="A run directory, a checkpoint-N directory, or a model directory."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the Hugging Face directory."),
+    merge: bool = typer.Option(False, help="Merge a LoRA adapter into its base and write full weights."),
+    overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
+) -> None:
+    """Write a Hugging Face directory that loads offline: full weights, or a PEFT adapter plus its base reference."""
+    from rftkit.models.load import load_policy, save_policy
+    from rftkit.train.supervised import prepare_out_dir
+
+    model_dir = _model_source(source)
+    prepare_out_dir(out_dir, overwrite)
+    adapter = (model_dir / "adapter_config.json").exists()
+    if adapter and not merge:
+        base = json.loads((model_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+        out.print(f"adapter written to {out_dir}; base model: {base} (load with peft, or export again with --merge)")
+        return
+    model, tokenizer = load_policy(str(model_dir), "cpu")  # merges an adapter into its base
+    save_policy(model, tokenizer, out_dir)
+    kind = "merged model" if adapter else "model"
+    out.print(f"{kind} written to {out_dir} (loads with AutoModelForCausalLM.from_pretrained)")
+
+
+def report(run: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """(Re)build a run's report.html from its files."""
+    from rftkit.eval.report import write_report
+
+    if not (run / "metrics.jsonl").exists():
+        raise RftkitError(f"{run}: not a run directory (no metrics.jsonl)")
+    out.print(f"report: {write_report(run)}")

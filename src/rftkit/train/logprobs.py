@@ -1,0 +1,100 @@
+"""Log-probabilities of completion tokens, the quantity every policy loss is built on.
+
+Two facts make these right and cheap:
+- position ids follow the attention mask (a left-padded prompt starts at position 0), the
+  same as in sampling; otherwise every gradient is quietly computed for the wrong positions;
+- only completion positions go through the output layer, a chunk of rows at a time, so a
+  [N, T, vocab] log-softmax never exists. For large vocabularies each chunk's logits are
+  recomputed in the backward pass instead of being kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from rftkit.types import Batch
+
+LARGE_VOCAB = 32_768  # above this, recompute chunk logits in backward rather than store them
+
+
+def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: torch.device) -> Batch:
+    """Lay out N (prompt, completion) pairs as one Batch (see `rftkit.types.Batch`)."""
+    rows = len(prompts)
+    prompt_width = max(len(p) for p in prompts)
+    completion_width = max(1, max(len(c) for c in completions))
+    input_ids = torch.full((rows, prompt_width + completion_width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    completion_mask = torch.zeros((rows, completion_width), dtype=torch.long)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        input_ids[row, prompt_width - len(prompt): prompt_width] = torch.tensor(prompt)
+        attention[row, prompt_width - len(prompt): prompt_width + len(completion)] = 1
+        if completion:
+            input_ids[row, prompt_width: prompt_width + len(completion)] = torch.tensor(completion)
+            completion_mask[row, : len(completion)] = 1
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return Batch(input_ids.to(device), attention.to(device), positions.to(device), completion_mask.to(device), prompt_width)
+
+
+def trunk_and_head(model: torch.nn.Module):
+    """The transformer body and the output layer of a causal LM (PEFT-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def completion_hidden_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """[N, C, H]: the hidden state that predicts each completion token."""
+    trunk, _ = trunk_and_head(model)
+    hidden = trunk(
+        input_ids=batch.input_ids_NT, attention_mask=batch.attention_mask_NT,
+        position_ids=batch.position_ids_NT, use_cache=False,
+    ).last_hidden_state
+    width = batch.completion_mask_NC.shape[1]
+    return hidden[:, batch.prompt_width - 1: batch.prompt_width - 1 + width]
+
+
+def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):
+    logits = head(hidden_nCH).float() / temperature  # [n, C, V]
+    normaliser = torch.logsumexp(logits, dim=-1)
+    logprobs = logits.gather(-1, tokens_nC[..., None])[..., 0] - normaliser
+    # entropy = logsumexp(z) - sum softmax(z) z; detached unless an entropy bonus needs its gradient
+    source, norm = (logits, normaliser) if entropy_grad else (logits.detach(), normaliser.detach())
+    entropy = norm - (source.softmax(-1) * source).sum(-1)
+    return logprobs, entropy
+
+
+@dataclass
+class TokenScores:
+    logprobs_NC: torch.Tensor
+    entropy_NC: torch.Tensor
+    hidden_NCH: torch.Tensor | None = None
+
+
+def completion_logprobs(
+    model: torch.nn.Module,
+    batch: Batch,
+    temperature: float = 1.0,
+    *,
+    entropy_grad: bool = False,
+    chunk_rows: int = 8,
+    keep_hidden: bool = False,
+) -> TokenScores:
+    """Log-probabilities and entropies of the completion tokens, [N, C].
+
+    `temperature` scales logits as sampling did, so that these equal the sampling pass's
+    log-probabilities. The entropy carries a gradient only when `entropy_grad` (an entropy
+    bonus); otherwise it is a detached metric.
+    """
+    _, head = trunk_and_head(model)
+    hidden = completion_hidden_states(model, batch)
+    tokens = batch.completion_ids_NC
+    recompute = torch.is_grad_enabled() and head.weight.shape[0] > LARGE_VOCAB
+    parts = []
+    for start in range(0, hidden.shape[0], chunk_rows):
+        args = (head, hidden[start:start + chunk_rows], tokens[start:start + chunk_rows], max(temperature, 1e-6), entropy_grad)
+        parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
+    logprobs = torch.cat([p[0] for p in parts]) * batch.completion_mask_NC
+    entropy = torch.cat([p[1] for p in parts]) * batch.completion_mask_NC
+    return TokenScores(logprobs, entropy, hidden if keep_hidden else None)

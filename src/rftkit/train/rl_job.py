@@ -1,0 +1,305 @@
+"""A reinforcement job, end to end.
+
+validate data and grader -> load the policy -> baseline evaluation (pass@1, pass@k) ->
+training steps (validation, checkpoints, monitors) -> final evaluation -> model -> report.
+
+`--resume` continues from the newest checkpoint in the run directory and reproduces, on
+CPU, the batches and losses an uninterrupted run would have produced. SIGTERM or Ctrl-C
+asks the run to pause: it finishes the current step, writes a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rftkit.config import JobSpec, resolve_reinforcement
+from rftkit.data.chat import encode_prompt
+from rftkit.data.validate import load_examples
+from rftkit.errors import RftkitError
+from rftkit.eval.passk import EvalResult, evaluate
+from rftkit.graders import GraderContext, build_grader
+from rftkit.graders.templates import item_fields
+from rftkit.models.load import load_policy, load_tokenizer, save_policy, wrap_lora
+from rftkit.monitor.console import console, progress_bar, step_reporter
+from rftkit.monitor.hacking import HackingMonitor
+from rftkit.rollout.hf import SamplingParams
+from rftkit.train.checkpoint import latest_checkpoint, load_trainer_state, prune_checkpoints, save_checkpoint
+from rftkit.train.critic import ValueModel
+from rftkit.train.rl import RLSettings, RLTrainer, frozen_copy
+from rftkit.train.runlog import RunLog
+from rftkit.train.supervised import prepare_out_dir
+
+NO_SIGNAL_ADVICE = (
+    "try an SFT warm start on a few labelled answers (method.type: supervised, then use that model), "
+    "easier prompts, or a partial-credit grader (text_similarity, or multi with partial scores); "
+    "pass --force to train anyway"
+)
+
+
+@dataclass
+class RLSummary:
+    status: str
+    train_rows: int
+    valid_rows: int
+    steps: int
+    total_steps: int
+    seconds: float = 0.0
+    seconds_per_step: float = 0.0
+    samples_per_s: float = 0.0
+    baseline: dict | None = None
+    final: dict | None = None
+    model_dir: str = ""
+    report: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+class StopRequest:
+    """Set by SIGTERM / SIGINT (or by a caller): pause after the current step, with a checkpoint."""
+
+    def __init__(self):
+        self.reason: str | None = None
+        self._previous: dict = {}
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.request(f"signal {signal.Signals(signum).name}")
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _load_data(spec: JobSpec, tokenizer, grader_spec: dict, log):
+    limit = spec.rftkit.lengths.max_prompt_tokens
+    checks = {"required_fields": item_fields(grader_spec), "max_prompt_tokens": limit,
+              "count_prompt_tokens": lambda e: len(encode_prompt(tokenizer, e))}
+    train = load_examples(spec.training_file, "reinforcement", **checks)
+    valid = load_examples(spec.validation_file, "reinforcement", **checks) if spec.validation_file else []
+    if spec.rftkit.eval.max_prompts is not None:
+        valid = valid[: spec.rftkit.eval.max_prompts]
+    log(f"data: {len(train)} training prompts and {len(valid)} validation prompts, all used")
+    return train, valid
+
+
+def _build_models(spec: JobSpec, settings: RLSettings, checkpoint: Path | None):
+    """(policy, tokenizer, reference, critic). The critic is copied from the base before LoRA
+    wraps the policy; the reference is the base, never a resumed policy."""
+    opts = spec.rftkit
+    base, tokenizer = load_policy(spec.model, opts.device)
+    critic = ValueModel.from_policy(base) if settings.is_ppo else None
+    reference = frozen_copy(base) if opts.kl.coef > 0 and not opts.lora.enabled else None
+    if opts.lora.enabled:
+        if checkpoint is not None:
+            from peft import PeftModel
+
+            policy = PeftModel.from_pretrained(base, str(checkpoint / "model"), is_trainable=True)
+        else:
+            policy = wrap_lora(base, opts.lora)
+    elif checkpoint is not None:
+        policy, _ = load_policy(str(checkpoint / "model"), opts.device)
+    else:
+        policy = base
+    if critic is not None:
+        critic.to(next(policy.parameters()).device)
+    return policy, tokenizer, reference, critic
+
+
+class ReinforcementRun:
+    """The state of one run: what `run_reinforcement_job` builds and then drives."""
+
+    def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None]):
+        self.spec, self.out, self.log = spec, out, log
+        grader_spec = spec.method.reinforcement.grader
+        self.grader = build_grader(grader_spec, GraderContext(base_dir=base_dir or Path.cwd()),
+                                   source="method.reinforcement.grader")
+        self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), grader_spec, log)
+        self.resolved = resolve_reinforcement(spec, len(self.train))
+        self.settings = RLSettings.from_spec(spec, self.resolved)
+        self.monitor = HackingMonitor(spec.rftkit.monitor)
+        self.warnings: list[str] = []
+        self.last_valid: float | None = None
+        self.train_rewards_since_eval: list[float] = []
+
+    def start(self, checkpoint: Path | None) -> None:
+        policy, tokenizer, reference, critic = _build_models(self.spec, self.settings, checkpoint)
+        self.tokenizer = tokenizer
+        self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.settings,
+                                 reference=reference, critic=critic)
+        if checkpoint is not None:
+            trainer_state, state = load_trainer_state(checkpoint)
+            self.trainer.load_state_dict(trainer_state)
+            self.last_valid = state.get("valid_reward")
+        r = self.resolved
+        self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
+                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}")
+
+    def evaluate(self, k: int, *, greedy: bool, seed: int, label: str) -> EvalResult:
+        opts = self.spec.rftkit
+        params = SamplingParams(opts.lengths.max_completion_tokens, opts.sampling.temperature,
+                                opts.sampling.top_p, opts.sampling.top_k)
+        with progress_bar(transient=True) as progress:
+            task = progress.add_task(label, total=len(self.valid), info="")
+            return evaluate(self.trainer.model, self.tokenizer, self.grader, self.valid, k=k, params=params,
+                            threshold=opts.eval.pass_threshold, batch_prompts=opts.eval_batch_size, seed=seed,
+                            greedy=greedy, on_batch=lambda n: progress.advance(task, n))
+
+    def describe(self, result: EvalResult) -> str:
+        greedy = f", greedy {result.greedy_pass:.1%}" if result.greedy_pass is not None else ""
+        return (f"pass@1 {result.pass_at_1:.1%}, pass@{result.k} {result.pass_at_k:.1%}, "
+                f"mean reward {result.reward_mean:.3f}{greedy} on {result.prompts} prompts")
+
+    def baseline(self, force: bool, run_log: RunLog) -> dict | None:
+        if not self.valid or not self.spec.rftkit.eval.baseline:
+            return None
+        result = self.evaluate(self.spec.rftkit.eval.k, greedy=True, seed=self.spec.seed, label="baseline")
+        summary = result.summary()
+        (self.out / "baseline.json").write_text(json.dumps(summary, indent=1))
+        run_log.samples(0, "baseline", result.groups)
+        self.log(f"baseline: {self.describe(result)}")
+        if result.pass_at_k == 0 and not force:
+            raise RftkitError(
+                f"baseline: pass@{result.k} is 0 on {result.prompts} validation prompts — no sample earns "
+                "reward, so reinforcement has nothing to learn from", fix=NO_SIGNAL_ADVICE)
+        self.before = result
+        return summary
+
+    def validate(self, step: int, metrics: dict, run_log: RunLog) -> None:
+        """A validation pass: valid reward into the metrics row, samples into samples.jsonl."""
+        started = time.perf_counter()
+        result = self.evaluate(self.resolved.eval_samples, greedy=False, seed=self.spec.seed + step, label="validation")
+        metrics.update({"valid_reward_mean": result.reward_mean, "valid_pass_at_1": result.pass_at_1,
+                        "time_eval": round(time.perf_counter() - started, 4)})
+        self.last_valid = result.reward_mean
+        run_log.samples(step, "valid", result.groups)
+        train = sum(self.train_rewards_since_eval) / max(len(self.train_rewards_since_eval), 1)
+        self.train_rewards_since_eval = []
+        self.note(self.monitor.on_eval(step, train, result.reward_mean), step, run_log)
+
+    def note(self, warnings: list[str], step: int, run_log: RunLog) -> None:
+        for warning in warnings:
+            self.warnings.append(warning)
+            run_log.event(warning, level="warn", step=step)
+            console.print(f"[yellow]warning[/]: {warning}", highlight=False, markup=True)
+
+    def checkpoint(self, step: int, metrics: dict) -> None:
+        state = {"valid_reward": self.last_valid, "metrics": metrics}
+        save_checkpoint(self.out, step, self.trainer.model, self.trainer.state_dict(), state, self.tokenizer)
+        opts = self.spec.rftkit.checkpoints
+        prune_checkpoints(self.out, opts.keep_last, opts.keep_best)
+
+
+def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> int:
+    """Steps until the plan is done or a stop is requested; returns how many ran."""
+    trainer, resolved, opts = run.trainer, run.resolved, run.spec.rftkit
+    interval = opts.checkpoints.interval or resolved.eval_interval
+    keys = ("train_reward_mean", "valid_reward_mean", "kl", "samples_per_s")
+    ran = 0
+    with progress_bar() as progress:
+        report = step_reporter(progress, "rft", resolved.total_steps, keys, completed=trainer.step_count)
+        while trainer.step_count < resolved.total_steps and stop.reason is None:
+            outcome = trainer.step()
+            ran += 1
+            step, metrics = trainer.step_count, outcome.metrics
+            run.train_rewards_since_eval.append(metrics.get("train_reward_mean", 0.0))
+            last = step == resolved.total_steps
+            if run.valid and (step % resolved.eval_interval == 0 or last):
+                run.validate(step, metrics, run_log)
+            run_log.metrics(metrics)
+            run_log.samples(step, "train", outcome.groups[: opts.monitor.samples_per_step])
+            rewards = [r for g in outcome.groups for r in g.rewards]
+            lengths = [len(s.completion_ids) for g in outcome.groups for s in g.samples]
+            warnings = run.monitor.on_step(metrics, rewards, lengths)
+            run.note(warnings, step, run_log)
+            pause = run.monitor.should_pause(metrics, warnings)
+            if pause:
+                stop.request(f"auto-pause: {pause}")
+            if step % interval == 0 or last or stop.reason is not None:
+                run.checkpoint(step, metrics)
+            report(metrics)
+    return ran
+
+
+def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
+    if run.valid:
+        after = run.evaluate(run.spec.rftkit.eval.k, greedy=True, seed=run.spec.seed, label="final evaluation")
+        summary.final = after.summary()
+        (run.out / "final.json").write_text(json.dumps(summary.final, indent=1))
+        run_log.samples(summary.steps, "final", after.groups)
+        run.log(f"final: {run.describe(after)}")
+    summary.model_dir = str(save_policy(run.trainer.model, run.tokenizer, run.out / "model"))
+
+
+def run_reinforcement_job(
+    spec: JobSpec, out: Path, *, resume: bool = False, force: bool = False, overwrite: bool = False,
+    base_dir: Path | None = None, log: Callable[[str], None] = console.print, stop: StopRequest | None = None,
+) -> RLSummary:
+    stop = stop or StopRequest()
+    with stop:  # from here on SIGTERM / Ctrl-C mean "pause after this step", even during set-up
+        return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log, stop=stop)
+
+
+def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest) -> RLSummary:
+    if resume:
+        checkpoint = latest_checkpoint(out)
+    else:
+        prepare_out_dir(out, overwrite)
+        checkpoint = None
+    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log)
+    run.start(checkpoint.path if checkpoint else None)
+    summary = RLSummary("running", len(run.train), len(run.valid), run.trainer.step_count, run.resolved.total_steps)
+    run_log = RunLog(out, spec.rftkit.monitor.sinks, resume_step=checkpoint.step if checkpoint else None)
+    started = time.perf_counter()
+    try:
+        if checkpoint is not None:
+            log(f"resumed from {checkpoint.path} (step {checkpoint.step})")
+            run_log.event(f"resumed from checkpoint-{checkpoint.step}", step=checkpoint.step)
+            if (out / "baseline.json").exists():
+                summary.baseline = json.loads((out / "baseline.json").read_text())
+        else:
+            (out / "job.json").write_text(spec.model_dump_json(indent=1))
+            summary.baseline = run.baseline(force, run_log)
+        ran = _train_loop(run, run_log, stop)
+        summary.steps = run.trainer.step_count
+        summary.seconds = round(time.perf_counter() - started, 2)
+        summary.seconds_per_step = round(summary.seconds / max(ran, 1), 4)
+        samples = ran * run.resolved.batch_size * run.resolved.group_size
+        summary.samples_per_s = round(samples / max(summary.seconds, 1e-9), 2)
+        summary.warnings = run.warnings
+        if stop.reason is not None:
+            if not (out / f"checkpoint-{summary.steps}").exists():  # stopped before the first step
+                run.checkpoint(summary.steps, {})
+            summary.status = "paused"
+            run_log.event(f"paused at step {summary.steps} ({stop.reason}); continue with --resume", step=summary.steps)
+            log(f"paused at step {summary.steps} ({stop.reason}): checkpoint written; continue with --resume")
+        else:
+            _finish(run, summary, run_log)
+            summary.status = "succeeded"
+            run_log.event("training finished", step=summary.steps)
+    finally:
+        run_log.close()
+        run.grader.close()
+    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    if summary.status == "succeeded":
+        from rftkit.eval.report import write_report
+
+        summary.report = str(write_report(out, asdict(summary)))
+        (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    return summary

@@ -1,0 +1,159 @@
+"""`rftkit train` on reinforcement jobs: the run directory, kill-and-resume, refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import run_cli, write_jsonl
+
+TIMING = ("time_", "samples_per_s", "tokens_per_s")
+
+
+def write_job(tmp_path, model_dir, steps=6, **rftkit_extra):
+    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(12)]
+    write_jsonl(tmp_path / "train.jsonl", prompts[:8])
+    write_jsonl(tmp_path / "valid.jsonl", prompts[8:])
+    rftkit = {"group_size": 4, "learning_rate": 1e-3, "max_steps": steps, "lengths": {"max_completion_tokens": 16},
+              "eval": {"k": 4}, "checkpoints": {"interval": 1, "keep_last": 2}, **rftkit_extra}
+    job = {
+        "model": str(model_dir), "training_file": "train.jsonl", "validation_file": "valid.jsonl", "seed": 3,
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": {"type": "string_check", "name": "has a", "input": "{{ sample.output_text }}",
+                       "reference": "a", "operation": "like"},
+            "hyperparameters": {"batch_size": 4, "eval_interval": 2}}},
+        "rftkit": rftkit,
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(job))  # JSON is YAML
+    return path
+
+
+def metrics_of(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.startswith(TIMING)} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_dir):
+    tmp_path = tmp_path_factory.mktemp("whole")
+    job = write_job(tmp_path, tiny_dir)
+    result = run_cli("train", job, "--out", tmp_path / "run", "--force")
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "run", result
+
+
+def test_run_directory_holds_everything(uninterrupted):
+    run, result = uninterrupted
+    for name in ("metrics.jsonl", "samples.jsonl", "events.jsonl", "baseline.json", "final.json", "summary.json",
+                 "report.html", "model/config.json", "job.json"):
+        assert (run / name).exists(), name
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-5", "checkpoint-6"]  # keep_last 2
+    metrics = metrics_of(run)
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert {"train_reward_mean", "train_grader_has_a_mean", "train_grader_has_a_error_rate", "entropy",
+            "completion_length_mean", "zero_variance_frac"} <= set(metrics[0])
+    assert [m["step"] for m in metrics if "valid_reward_mean" in m] == [2, 4, 6]
+    report = (run / "report.html").read_text()
+    assert "<svg" in report and "http://" not in report and "https://" not in report and "<script" not in report
+    assert "held-out evaluation" in result.stderr and "succeeded: 6/6 steps" in result.stderr
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["split"] for s in samples} == {"baseline", "train", "valid", "final"}
+
+
+def test_kill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_dir, uninterrupted):
+    whole, _ = uninterrupted
+    job = write_job(tmp_path, tiny_dir)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = run_cli("train", job, "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    assert metrics_of(run) == metrics_of(whole)
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    metric_steps = [e["step"] for e in events if e["type"] == "metrics"]
+    assert metric_steps == [1, 2, 3, 4, 5, 6]  # each step's metrics exactly once
+
+
+def test_pause_by_signal_then_resume(tmp_path, tiny_dir, uninterrupted):
+    whole, _ = uninterrupted
+    job = write_job(tmp_path, tiny_dir)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    metrics = run / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 3, stderr
+    assert "paused at step" in stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "paused" and summary["steps"] < 6
+    assert (run / f"checkpoint-{summary['steps']}").exists()
+    assert run_cli("train", job, "--out", run, "--resume").returncode == 0
+    assert metrics_of(run) == metrics_of(whole)
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, uninterrupted):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run)
+    weights = run / "checkpoint-6" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    job = json.loads((run / "job.json").read_text())
+    (tmp_path / "job.yaml").write_text(json.dumps(job))
+    result = run_cli("train", tmp_path / "job.yaml", "--out", run, "--resume")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "checkpoint-6: corrupt checkpoint, model/model.safetensors does not match its checksum" in result.stderr
+    assert "delete" in result.stderr
+
+
+def test_resume_without_checkpoints_is_refused(tmp_path, tiny_dir):
+    job = write_job(tmp_path, tiny_dir)
+    result = run_cli("train", job, "--out", tmp_path / "empty", "--resume")
+    assert result.returncode == 2 and "no checkpoint to resume from" in result.stderr
+
+
+def test_baseline_with_no_reward_stops_with_advice(tmp_path, tiny_dir):
+    job = write_job(tmp_path, tiny_dir)
+    spec = json.loads(job.read_text())
+    spec["method"]["reinforcement"]["grader"]["reference"] = "this exact sentence never appears"
+    job.write_text(json.dumps(spec))
+    result = run_cli("train", job, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert "baseline: pass@4 is 0" in result.stderr and "SFT warm start" in result.stderr and "--force" in result.stderr
+
+
+def test_export_merges_a_lora_run(tmp_path, tiny_dir):
+    job = write_job(tmp_path, tiny_dir, steps=2, lora={"enabled": True, "r": 4})
+    assert run_cli("train", job, "--out", tmp_path / "run", "--force").returncode == 0
+    assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
+    merged = run_cli("export", tmp_path / "run", "--out", tmp_path / "merged", "--merge")
+    assert merged.returncode == 0, merged.stderr
+    adapter = run_cli("export", tmp_path / "run" / "checkpoint-2", "--out", tmp_path / "adapter")
+    assert adapter.returncode == 0, adapter.stderr
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()

@@ -1,0 +1,54 @@
+"""The trainer's log-probs equal the sampling pass's, with left-padded prompts of different lengths."""
+
+import torch
+
+from rftkit.models.tiny import build_tiny
+from rftkit.rollout.hf import SamplingParams, generate, stop_token_ids
+from rftkit.train.logprobs import completion_logprobs, pack
+
+MODEL, TOKENIZER = build_tiny("tiny", seed=1)
+
+
+def encode(text):
+    return TOKENIZER(text, add_special_tokens=False)["input_ids"]
+
+
+def sampled_batch(temperature=0.8):
+    prompts = [encode("1+2="), encode("123456+789="), encode("x"), encode("a longer prompt with words")]
+    repeated = [p for p in prompts for _ in range(3)]
+    completions = generate(MODEL, repeated, SamplingParams(12, temperature), pad_id=TOKENIZER.pad_token_id,
+                           stop_ids=stop_token_ids(MODEL, TOKENIZER), generator=torch.Generator().manual_seed(0))
+    batch = pack(repeated, [c.token_ids for c in completions], TOKENIZER.pad_token_id, torch.device("cpu"))
+    return batch, completions
+
+
+def test_trainer_logprobs_equal_sampling_logprobs():
+    batch, completions = sampled_batch()
+    scores = completion_logprobs(MODEL, batch, 0.8)
+    for row, completion in enumerate(completions):
+        n = len(completion.token_ids)
+        assert torch.allclose(scores.logprobs_NC[row, :n], torch.tensor(completion.logprobs), atol=1e-4)
+        assert torch.all(scores.logprobs_NC[row, n:] == 0)
+
+
+def test_sub_batches_trim_padding_without_changing_logprobs():
+    batch, _ = sampled_batch()
+    full = completion_logprobs(MODEL, batch, 0.8).logprobs_NC
+    index = torch.tensor([0, 1, 2])
+    sub = batch.rows(index)
+    assert sub.input_ids_NT.shape[1] < batch.input_ids_NT.shape[1]
+    part = completion_logprobs(MODEL, sub, 0.8).logprobs_NC
+    assert torch.allclose(part, full[index][:, : part.shape[1]], atol=1e-5)
+
+
+def test_entropy_matches_a_full_softmax():
+    batch, _ = sampled_batch(temperature=1.0)
+    scores = completion_logprobs(MODEL, batch, 1.0)
+    with torch.no_grad():
+        logits = MODEL(input_ids=batch.input_ids_NT, attention_mask=batch.attention_mask_NT,
+                       position_ids=batch.position_ids_NT).logits
+    width = batch.completion_mask_NC.shape[1]
+    logits = logits[:, batch.prompt_width - 1: batch.prompt_width - 1 + width]
+    probs = logits.softmax(-1)
+    entropy = -(probs * probs.clamp(min=1e-30).log()).sum(-1) * batch.completion_mask_NC
+    assert torch.allclose(scores.entropy_NC, entropy, atol=1e-4)
