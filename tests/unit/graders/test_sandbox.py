@@ -46,10 +46,14 @@ def grade(sample, item):
         with open("/tmp/left-behind.txt", "w") as f:
             f.write("x")
         os.makedirs("/dev/shm/dir", exist_ok=True)
-        os.chmod("/tmp", 0o500)  # and make it hard to clean
-        return 1.0
+        os.chmod("/dev/shm/dir", 0o500)  # and make it hard to clean
+        try:
+            os.chmod("/tmp", 0o500)  # /tmp itself belongs to root, like a real one
+        except PermissionError:
+            return 1.0
+        return 0.5
     if attack == "look":
-        return float(len(os.listdir("/tmp")) + len(os.listdir("/dev/shm")))
+        return float(os.path.exists("/tmp/left-behind.txt") + os.path.exists("/dev/shm/dir"))
     if attack == "escape":
         # Only /usr, the interpreter and the virtual environment are bound in, read-only.
         host = ("/work/main/pyproject.toml", "/work/main/src", "/etc/passwd", "/etc/shadow", "/home", "/var",

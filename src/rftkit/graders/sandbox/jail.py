@@ -45,6 +45,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 DEVICES = ("null", "zero", "full", "random", "urandom")
+PRIVATE_DIRS = ("/tmp", "/dev/shm")  # where grade code may write; emptied after every grade
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -100,10 +101,13 @@ def build_root(root: str, binds: list[str], links: dict[str, str], uid: int, tmp
             _bind(root, f"/dev/{device}", writable=True)
     os.makedirs(root + "/proc")
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for private in ("/tmp", "/dev/shm"):
+    for private in PRIVATE_DIRS:
+        # Owned by root, world-writable and sticky, like a real /tmp: grade code may create and
+        # delete its own files, but not rename or remove what the jail put there (a venv or a
+        # Python that lives under /tmp is bound at its own path, below this directory).
         os.makedirs(root + private, exist_ok=True)
-        os.chown(root + private, uid, uid)
-        os.chmod(root + private, 0o700)
+        os.chown(root + private, 0, 0)
+        os.chmod(root + private, 0o1777)
     os.chdir(root)
     _check(_libc.chroot(b"."), "chroot")
     os.chdir("/tmp")

@@ -38,7 +38,7 @@ del sys.path[0]
 
 MAX_REPLY_BYTES = 1 << 20
 DETAILS_CHARS = 2000
-PRIVATE_DIRS = ("/tmp", "/dev/shm")
+PRIVATE_DIRS = jail.PRIVATE_DIRS
 
 
 def write_message(fd: int, message: dict) -> None:
@@ -117,8 +117,10 @@ def describe_exit(status: int, cpu_seconds: int) -> dict:
 class Server:
     wait = staticmethod(wait_child)
 
-    def __init__(self, requests_fd: int, replies_fd: int):
+    def __init__(self, requests_fd: int, replies_fd: int, binds: list[str] = ()):
         self.requests_fd, self.replies_fd = requests_fd, replies_fd
+        # entries of the private dirs that hold the jail's own read-only binds: never removed
+        self.protected = {b for b in binds if any(b.startswith(d + "/") for d in PRIVATE_DIRS)}
         self.programs: dict[str, object] = {}  # key -> grade function, or the load error (str)
 
     def serve(self) -> None:
@@ -254,9 +256,9 @@ class Server:
             except ChildProcessError:
                 break  # no children left: nothing counts against RLIMIT_NPROC any more
         for directory in PRIVATE_DIRS:
-            os.chmod(directory, 0o700)  # the grader owns it and may have made it read-only
             for entry in os.scandir(directory):
-                remove(entry.path)
+                if not any(b == entry.path or b.startswith(entry.path + "/") for b in self.protected):
+                    remove(entry.path)
 
 
 def remove(path: str) -> None:
@@ -292,7 +294,7 @@ def main() -> None:
     for fd in (0, 1, 2):  # what user code prints must not reach the protocol
         os.dup2(null, fd)
     write_message(replies_fd, {"op": "ready"})
-    Server(requests_fd, replies_fd).serve()
+    Server(requests_fd, replies_fd, config["binds"]).serve()
 
 
 if __name__ == "__main__":
