@@ -20,10 +20,3 @@ def tiny_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     model, tokenizer = build_tiny("tiny", seed=0)
     return save_policy(model, tokenizer, out)
-
-
-@pytest.fixture(scope="session")
-def addition_files(tmp_path_factory) -> dict:
-    from rftkit.data.builtin import write_addition
-
-    return write_addition(tmp_path_factory.mktemp("addition"), digits=2, train=200, valid=50, sft=200, seed=0)

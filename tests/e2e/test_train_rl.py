@@ -157,3 +157,14 @@ def test_export_merges_a_lora_run(tmp_path, tiny_dir):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
+
+
+def test_auto_pause_stops_with_a_checkpoint_and_an_event(tmp_path, tiny_dir):
+    job = write_job(tmp_path, tiny_dir, kl={"coef": 0.1}, monitor={"auto_pause_kl": 1e-9})
+    result = run_cli("train", job, "--out", tmp_path / "run", "--force")
+    assert result.returncode == 3, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "paused" and summary["steps"] == 2  # KL is exactly 0 at step 1
+    assert (tmp_path / "run" / "checkpoint-2").exists()
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert any("auto-pause: KL" in e["message"] for e in events)

@@ -40,8 +40,10 @@ def model_init(
     out.print(f"saved to {out_dir}")
 
 
-def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, lr: float, batch_size: int, seed: int):
-    """SFT on labelled rows; report held-out exact-match before and after when `valid` is given."""
+def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, lr: float, batch_size: int, seed: int,
+               should_stop=None):
+    """SFT on labelled rows; report held-out exact-match before and after when `valid` is given.
+    `should_stop(step)` may end it early; returns (before, after, seconds, steps taken)."""
     from rftkit.config import Optimizer
     from rftkit.data.validate import load_examples
     from rftkit.eval.exact_match import exact_match
@@ -59,12 +61,12 @@ def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, 
     )
     started = time.perf_counter()
     with progress_bar() as progress:
-        run_sft(model, tokenizer, train, held_out, settings,
-                on_step=step_reporter(progress, "sft", steps, ("train_loss", "valid_loss")))
+        history = run_sft(model, tokenizer, train, held_out, settings, should_stop=should_stop,
+                          on_step=step_reporter(progress, "sft", steps, ("train_loss", "valid_loss")))
     seconds = time.perf_counter() - started
     if before is not None:
         after = exact_match(model, tokenizer, held_out, max_new_tokens=longest)
         out.print(f"held-out exact-match: {before.accuracy:.1%} before, {after.accuracy:.1%} after SFT "
                   f"({len(held_out)} rows, {seconds:.0f} s)")
-        return before.accuracy, after.accuracy, seconds
-    return None, None, seconds
+        return before.accuracy, after.accuracy, seconds, len(history)
+    return None, None, seconds, len(history)

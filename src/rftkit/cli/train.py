@@ -59,32 +59,94 @@ def print_rl_summary(summary) -> None:
 
 
 def demo(
-    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes data and models."),
-    sft_steps: int = typer.Option(600, min=1, help="Warm-start steps."),
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes data, models and the run."),
+    sft_steps: int = typer.Option(600, min=1, help="Most supervised warm-start steps (on 500 labelled rows)."),
+    target_pass: float = typer.Option(
+        0.25, min=0.0, max=1.0,
+        help="End the warm start once sampled pass@1 on 64 training prompts reaches this: a base with "
+             "real but imperfect skill, where reinforcement has the most to add."),
+    rl_steps: int = typer.Option(300, min=1, help="Reinforcement steps (32 prompts x 8 samples each)."),
     seed: int = typer.Option(0, help="Seed for data, model and training."),
 ) -> None:
-    """Train the built-in addition task from scratch and show the improvement."""
-    from rftkit.data.builtin import write_addition
+    """Build a tiny model, warm-start it on a few labelled answers, then reinforce it on the
+    built-in addition task and show held-out pass@1 before and after."""
+    import json
+    import shutil
+
+    from rftkit.config import parse_job
+    from rftkit.data.builtin import addition_job, write_addition
     from rftkit.data.validate import check_dataset
     from rftkit.models.load import save_policy, setup_cpu
     from rftkit.models.tiny import build_tiny, parameter_count
+    from rftkit.train.rl_job import run_reinforcement_job
 
     started = time.perf_counter()
+    marker = out_dir / ".rftkit-demo"
+    if out_dir.exists() and any(out_dir.iterdir()) and not marker.exists():
+        raise RftkitError(f"{out_dir}: holds files that are not an earlier demo", fix="choose another --out")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    marker.touch()
     setup_cpu()
     files = write_addition(out_dir / "data", seed=seed)
-    out.print(f"[bold]1. data[/]: addition task written to {out_dir / 'data'}")
-    for name in ("sft", "sft_valid"):
-        checked = check_dataset(files[name], "supervised")
+    out.print(f"[bold]1. data[/]: the addition task (show the work, then the sum) in {out_dir / 'data'}")
+    for name, purpose in (("sft", "supervised"), ("train", "reinforcement"), ("valid", "reinforcement")):
+        checked = check_dataset(files[name], purpose)
         if checked.errors:
-            raise RftkitError(f"{files[name]}: {checked.errors[0]}")
-        out.print(f"   {files[name].name}: {len(checked.examples)} rows valid")
+            raise RftkitError(str(checked.errors[0]))
+        out.print(f"   {files[name].name}: {len(checked.examples)} rows, valid for {purpose}")
     model, tokenizer = build_tiny("tiny", seed)
-    out.print(f"[bold]2. model[/]: tiny Llama, {parameter_count(model):,} parameters, byte-level tokenizer")
-    out.print("[bold]3. supervised warm start[/]")
-    before, after, seconds = warm_start(
-        model, tokenizer, files["sft"], files["sft_valid"], steps=sft_steps, lr=3e-3, batch_size=32, seed=seed
+    out.print(f"[bold]2. model[/]: a tiny Llama, {parameter_count(model):,} parameters, byte-level tokenizer")
+    out.print(f"[bold]3. warm start[/]: supervised fine-tuning on {files['sft'].name}, until the model "
+              f"solves about {target_pass:.0%} of training prompts when sampling")
+    check = competence_check(model, tokenizer, files["train"], target_pass)
+    _, _, sft_seconds, taken = warm_start(model, tokenizer, files["sft"], None, steps=sft_steps, lr=3e-3,
+                                          batch_size=32, seed=seed, should_stop=check)
+    out.print(f"   stopped after {taken} steps ({sft_seconds:.0f} s)")
+    save_policy(model, tokenizer, out_dir / "base")
+    out.print(f"[bold]4. reinforcement[/]: GRPO against the final-answer grader, no labels; the job is "
+              f"{out_dir / 'job.yaml'}")
+    body = addition_job(str((out_dir / "base").resolve()), (out_dir / "data").resolve(), steps=rl_steps, seed=seed)
+    (out_dir / "job.yaml").write_text(json.dumps(body, indent=2) + "\n")  # JSON is YAML
+    summary = run_reinforcement_job(parse_job(body, str(out_dir / "job.yaml")), out_dir / "rft")
+    print_rl_summary(summary)
+    _demo_verdict(summary, sft_seconds, time.perf_counter() - started)
+
+
+def competence_check(model, tokenizer, train_file: Path, target: float, *, prompts: int = 64,
+                     every: int = 10, after: int = 150):
+    """`should_stop(step)` for the demo's warm start: every `every` steps past `after`, sample 4
+    answers to the first `prompts` training prompts (never the held-out ones) and stop once
+    pass@1 reaches `target`."""
+    from rftkit.data.builtin import ADDITION_GRADER
+    from rftkit.data.validate import load_examples
+    from rftkit.eval.passk import evaluate
+    from rftkit.graders import build_grader
+    from rftkit.rollout.hf import SamplingParams
+
+    examples = load_examples(train_file, "reinforcement")[:prompts]
+    grader = build_grader(ADDITION_GRADER)
+
+    def should_stop(step: int) -> bool:
+        if step < after or step % every:
+            return False
+        result = evaluate(model, tokenizer, grader, examples, k=4, params=SamplingParams(24, 1.0),
+                          batch_prompts=256, seed=step, greedy=False)
+        model.train()
+        return result.pass_at_1 >= target
+
+    return should_stop
+
+
+def _demo_verdict(summary, sft_seconds: float, total_seconds: float) -> None:
+    base, final = summary.baseline or {}, summary.final or {}
+    if not base or not final:
+        return
+    gain = 100 * (final["pass_at_1"] - base["pass_at_1"])
+    out.print(
+        f"[bold]result[/]: held-out pass@1 {base['pass_at_1']:.1%} -> {final['pass_at_1']:.1%} "
+        f"({gain:+.1f} points), pass@{final['k']} {base['pass_at_k']:.1%} -> {final['pass_at_k']:.1%}, "
+        f"greedy {base['greedy_pass']:.1%} -> {final['greedy_pass']:.1%}; "
+        f"warm start {sft_seconds:.0f} s, reinforcement {summary.seconds:.0f} s "
+        f"({summary.seconds_per_step:.2f} s/step), total {total_seconds / 60:.1f} min"
     )
-    save_policy(model, tokenizer, out_dir / "sft")
-    out.print(f"[bold]result[/]: held-out exact-match {before:.1%} -> {after:.1%} "
-              f"after {sft_steps} SFT steps ({seconds:.0f} s); model in {out_dir / 'sft'}; "
-              f"total {time.perf_counter() - started:.0f} s")

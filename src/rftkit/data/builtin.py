@@ -1,8 +1,17 @@
 """Built-in tasks: datasets rftkit can write anywhere, so `rftkit demo` needs no files.
 
-`addition`: "37+48=" -> "85". Short prompts, a verifiable answer, and a difficulty dial
-(the number of digits) make it a task where a tiny model trained for minutes on a CPU has
-real but imperfect skill, which is where reinforcement pays.
+`addition`: "37+48=" -> "7+8=15 3+4+1=8 =85". The model shows its work digit by digit,
+from the ones up, carrying as it goes, and ends with the sum after a last "=". Only that
+final number is graded (`addition_reward`), so reinforcement is free to make the work
+reliable in whatever way earns reward.
+
+Why this task for the demo: a tiny model learns the format and most single-digit facts
+from a few hundred labelled rows in well under a minute, but at temperature 1 a slip in
+any of ~18 sampled tokens spoils the answer. So after a short warm start the model has
+real but imperfect competence — pass@1 far below pass@8 — which is exactly where
+reinforcement pays: it learns from its own correct samples, no further labels needed.
+(Answering "85" directly asks a 1M-parameter model to carry in its head, which it learns
+too slowly for a demo.)
 """
 
 from __future__ import annotations
@@ -11,13 +20,46 @@ import json
 import random
 from pathlib import Path
 
-ADDITION_GRADER = {
-    "type": "string_check",
-    "name": "exact answer",
-    "input": "{{ sample.output_text }}",
-    "reference": "{{ item.answer }}",
-    "operation": "eq",
-}
+# The demo's grader: rftkit's `function` grader runs this trusted callable in-process.
+ADDITION_GRADER = {"type": "function", "name": "final answer", "function": "rftkit.data.builtin:addition_reward"}
+
+
+def addition_work(a: int, b: int) -> str:
+    """The worked answer: each column's sum from the ones up, with its carry, then the total.
+
+    >>> addition_work(37, 48)
+    '7+8=15 3+4+1=8 =85'
+    >>> addition_work(5, 17)
+    '5+7=12 0+1+1=2 =22'
+    """
+    columns = max(len(str(a)), len(str(b)))
+    steps, carry = [], 0
+    for column in range(columns):
+        x, y = a // 10**column % 10, b // 10**column % 10
+        total = x + y + carry
+        steps.append(f"{x}+{y}={total}" if column == 0 else f"{x}+{y}+{carry}={total}")
+        carry = total // 10
+    return " ".join(steps) + f" ={a + b}"
+
+
+def final_answer(completion: str) -> str:
+    """What follows the last "=", stripped: the number a worked answer ends with.
+
+    >>> final_answer("7+8=15 3+4+1=8 =85")
+    '85'
+    """
+    return completion.rsplit("=", 1)[-1].strip()
+
+
+def addition_reward(prompt, completion: str, item: dict) -> float:
+    """1.0 when the completion's final answer is the sum, else 0.0 (the work is not graded).
+
+    >>> addition_reward([], "7+8=15 3+4+1=8 =85", {"answer": "85"})
+    1.0
+    >>> addition_reward([], "7+8=15 3+4+0=7 =75", {"answer": "85"})
+    0.0
+    """
+    return float(final_answer(completion) == item["answer"])
 
 
 def addition_pairs(count: int, digits: int, rng: random.Random, exclude: set) -> list[tuple[int, int]]:
@@ -38,7 +80,7 @@ def addition_pairs(count: int, digits: int, rng: random.Random, exclude: set) ->
 def addition_row(a: int, b: int, *, with_answer_turn: bool) -> dict:
     messages = [{"role": "user", "content": f"{a}+{b}="}]
     if with_answer_turn:
-        messages.append({"role": "assistant", "content": str(a + b)})
+        messages.append({"role": "assistant", "content": addition_work(a, b)})
     return {"messages": messages, "answer": str(a + b)}
 
 
@@ -57,8 +99,8 @@ def write_addition(
 
     - train.jsonl: RL prompts (last turn from the user) with an `answer` field for graders;
     - valid.jsonl: held-out RL prompts, disjoint from every other file;
-    - sft.jsonl: labelled rows (a final assistant turn) for a supervised warm start;
-    - sft_valid.jsonl: the held-out prompts with their answers, for supervised exact-match.
+    - sft.jsonl: labelled rows (a final assistant turn with the worked answer) for a warm start;
+    - sft_valid.jsonl: the held-out prompts with their worked answers, for supervised exact-match.
     """
     out = Path(out)
     rng = random.Random(seed)
@@ -72,4 +114,30 @@ def write_addition(
         "sft_valid": write_jsonl(
             out / "sft_valid.jsonl", [addition_row(a, b, with_answer_turn=True) for a, b in held_out]
         ),
+    }
+
+
+def addition_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
+    """The demo's reinforcement job (OpenAI's job body plus the rftkit block)."""
+    return {
+        "model": model,
+        "training_file": str(data / "train.jsonl"),
+        "validation_file": str(data / "valid.jsonl"),
+        "seed": seed,
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": ADDITION_GRADER,
+            "hyperparameters": {"batch_size": 32, "n_epochs": -(-steps * 32 // 1000), "eval_interval": max(1, steps // 10)},
+        }},
+        "rftkit": {
+            "algorithm": "grpo",
+            "group_size": 8,
+            "learning_rate": 1e-4,
+            "max_steps": steps,
+            # four optimizer steps per sampled batch: more learning per (costly) generation
+            "update": {"mini_batches": 4},
+            "optimizer": {"warmup_steps": 10},
+            "lengths": {"max_prompt_tokens": 32, "max_completion_tokens": 24},
+            "eval": {"k": 8},
+            "checkpoints": {"keep_last": 1, "keep_best": 0},
+        },
     }

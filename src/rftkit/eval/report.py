@@ -80,11 +80,12 @@ def _charts(rows: list[dict]) -> str:
 def _evaluation_table(baseline: dict | None, final: dict | None) -> str:
     if not baseline and not final:
         return "<p>No validation set: no evaluation.</p>"
-    keys = [("pass_at_1", "pass@1"), ("pass_at_k", "pass@k"), ("greedy_pass", "greedy"), ("reward_mean", "mean reward")]
-    fmt = lambda v: "" if v is None else (f"{v:.1%}" if isinstance(v, float) and v <= 1 else f"{v:.3g}")  # noqa: E731
-    head = "<tr><th></th>" + "".join(f"<th>{label}</th>" for _, label in keys) + "</tr>"
+    keys = [("pass_at_1", "pass@1", "{:.1%}"), ("pass_at_k", "pass@k", "{:.1%}"), ("greedy_pass", "greedy", "{:.1%}"),
+            ("reward_mean", "mean reward", "{:.3f}")]
+    head = "<tr><th></th>" + "".join(f"<th>{label}</th>" for _, label, _ in keys) + "</tr>"
     body = "".join(
-        f"<tr><td>{name}</td>" + "".join(f"<td>{fmt(d.get(k))}</td>" for k, _ in keys) + "</tr>"
+        f"<tr><td>{name}</td>" + "".join(f"<td>{'' if d.get(k) is None else fmt.format(d[k])}</td>"
+                                         for k, _, fmt in keys) + "</tr>"
         for name, d in (("baseline", baseline), ("final", final)) if d
     )
     k = (final or baseline).get("k")

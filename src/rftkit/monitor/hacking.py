@@ -42,9 +42,11 @@ class HackingMonitor:
                             f"(r = {corr:.2f}): the grader may be rewarding {side} answers rather than better ones")
         kl = metrics.get("kl")
         if kl is not None:
-            if len(self.kl_history) >= 5:
+            # KL grows from 0 as training starts: judge jumps only against a settled history,
+            # and only jumps that are large in absolute terms too
+            if len(self.kl_history) >= 10:
                 median = statistics.median(self.kl_history[-20:])
-                if kl > 0.01 and kl > self.options.kl_jump * max(median, 1e-4):
+                if kl - median > 0.02 and kl > self.options.kl_jump * max(median, 1e-4):
                     warnings.append(f"step {metrics['step']}: KL jumped to {kl:.4f}, {kl / max(median, 1e-4):.1f}x "
                                     "its recent median: the policy is moving away from the reference fast")
             self.kl_history.append(kl)

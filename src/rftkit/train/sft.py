@@ -98,8 +98,10 @@ def run_sft(
     valid: list[Example],
     settings: SFTSettings,
     on_step: Callable[[dict], None] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> list[dict]:
-    """Train for `settings.total_steps` steps; return one metrics row per step."""
+    """Train for `settings.total_steps` steps, or until `should_stop(step)` says so; return one
+    metrics row per step taken."""
     pad_id = tokenizer.pad_token_id
     train_pairs = encode_supervised(tokenizer, train, settings.max_completion_tokens)
     valid_pairs = encode_supervised(tokenizer, valid, settings.max_completion_tokens)
@@ -131,5 +133,7 @@ def run_sft(
         history.append(row)
         if on_step is not None:
             on_step(row)
+        if should_stop is not None and should_stop(step):
+            break
     model.eval()
     return history

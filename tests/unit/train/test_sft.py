@@ -40,7 +40,7 @@ def test_data_order_resumes_exactly():
     assert sorted(sum(batches, [])[:7]) == list(range(7))  # each epoch is a permutation
 
 
-def test_sft_raises_held_out_exact_match(addition_files):
+def test_sft_raises_held_out_exact_match():
     """One-digit sums: the untrained model gets none; a short SFT gets many."""
     rows = [Example([user(f"{a}+{b}="), assistant(str(a + b))], {}) for a in range(10) for b in range(10)]
     generator = torch.Generator().manual_seed(0)
