@@ -38,6 +38,17 @@ def metrics_of(run_dir):
     return [{k: v for k, v in row.items() if not k.startswith(TIMING)} for row in rows]
 
 
+def start_training(job, run, steps_done: int) -> subprocess.Popen:
+    """`rftkit train` in the background, returned once `steps_done` steps have their metrics."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    metrics, deadline = run / "metrics.jsonl", time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps_done):
+        time.sleep(0.05)
+    return process
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_dir):
     tmp_path = tmp_path_factory.mktemp("whole")
@@ -69,17 +80,9 @@ def test_kill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path, t
     whole, _ = uninterrupted
     job = write_job(tmp_path, tiny_dir)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        metrics = run / "metrics.jsonl"
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
+    process = start_training(job, run, steps_done=3)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()
     resumed = run_cli("train", job, "--out", run, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
@@ -93,13 +96,7 @@ def test_pause_by_signal_then_resume(tmp_path, tiny_dir, uninterrupted):
     whole, _ = uninterrupted
     job = write_job(tmp_path, tiny_dir)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240
-    metrics = run / "metrics.jsonl"
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
-        time.sleep(0.05)
+    process = start_training(job, run, steps_done=1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=240)
     assert process.returncode == 3, stderr
