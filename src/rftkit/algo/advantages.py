@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {}
-EPS = 1e-6
+EPS = 1e-4  # added to a group's std, as DeepSeekMath's reference code and TRL do
 
 
 def estimator(name: str):

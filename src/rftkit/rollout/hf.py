@@ -78,6 +78,30 @@ def filter_logits(logits_BV: torch.Tensor, params: SamplingParams) -> torch.Tens
 
 
 @torch.no_grad()
+def distinct_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], torch.Tensor]:
+    """(the distinct prompts in first-seen order, [N] index of each row's prompt among them).
+
+    >>> distinct_prompts([[1, 2], [1, 2], [3]])
+    ([[1, 2], [3]], tensor([0, 0, 1]))
+    """
+    seen: dict[tuple[int, ...], int] = {}
+    index = [seen.setdefault(tuple(p), len(seen)) for p in prompts]
+    return [list(p) for p in seen], torch.tensor(index, dtype=torch.long)
+
+
+def sample_next(logits_BV: torch.Tensor, params: SamplingParams, generator: torch.Generator | None):
+    """(token [B], its log-probability under the temperature-scaled distribution [B])."""
+    if params.greedy:
+        token_B = logits_BV.argmax(-1)
+        return token_B, logits_BV.log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
+    cdf_BV = filter_logits(logits_BV, params).softmax(-1).cumsum(-1)
+    # inverse-CDF sampling: the first token whose cumulative probability exceeds a uniform
+    # draw; exact, and several times cheaper than torch.multinomial for a batch of rows
+    uniform_B1 = torch.rand((len(cdf_BV), 1), generator=generator, device=cdf_BV.device) * cdf_BV[:, -1:]
+    token_B = torch.searchsorted(cdf_BV, uniform_B1, right=True)[:, 0].clamp(max=cdf_BV.shape[-1] - 1)
+    return token_B, (logits_BV / params.temperature).log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
+
+
 def generate(
     model: torch.nn.Module,
     prompts: list[list[int]],
@@ -87,49 +111,49 @@ def generate(
     stop_ids: set[int],
     generator: torch.Generator | None = None,
 ) -> list[Completion]:
-    """Sample one completion per prompt (repeat a prompt G times for a group)."""
+    """Sample one completion per prompt (repeat a prompt G times for a group).
+
+    Two savings over decoding every row to the end: a prompt repeated for a group is read
+    once (the prefill runs on distinct prompts and their key/value cache is shared by every
+    row that repeats them), and a row that has finished leaves the batch, so each decoding
+    step computes only for rows still writing.
+    """
     device = next(model.parameters()).device
-    input_ids, attention_mask, position_ids = left_pad(prompts, pad_id, device)
+    distinct, prompt_of_row = distinct_prompts(prompts)
+    input_ids, attention_mask, position_ids = left_pad(distinct, pad_id, device)
     stop = torch.tensor(sorted(stop_ids), device=device)
     cache = DynamicCache()
-    out = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
-    )
-    next_position = position_ids[:, -1:] + 1  # [B, 1]
-    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    tokens, logprobs = [], []
-    for _ in range(params.max_new_tokens):
-        logits_BV = out.logits[:, -1, :].float()
-        if params.greedy:
-            token_B = logits_BV.argmax(-1)
-            logprob_B = logits_BV.log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
-        else:
-            filtered = filter_logits(logits_BV, params)
-            token_B = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
-            logprob_B = (logits_BV / params.temperature).log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
-        token_B = token_B.masked_fill(finished, pad_id)
-        tokens.append(token_B)
-        logprobs.append(logprob_B)
-        finished |= torch.isin(token_B, stop)
-        if bool(finished.all()):
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    prompt_of_row = prompt_of_row.to(device)
+    cache.batch_select_indices(prompt_of_row)
+    logits_BV = out.logits[prompt_of_row, -1, :].float()
+    attention_mask, next_position = attention_mask[prompt_of_row], position_ids[prompt_of_row, -1:] + 1
+    rows = torch.arange(len(prompts), device=device)  # original row of each row still decoding
+    tokens_NT = torch.full((len(prompts), params.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs_NT = torch.zeros((len(prompts), params.max_new_tokens), device=device)
+    for step in range(params.max_new_tokens):
+        token_B, logprob_B = sample_next(logits_BV, params, generator)
+        tokens_NT[rows, step], logprobs_NT[rows, step] = token_B, logprob_B
+        writing = ~torch.isin(token_B, stop)
+        if step + 1 == params.max_new_tokens or not bool(writing.any()):
             break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(prompts), 1))], dim=1)
-        out = model(
-            input_ids=token_B[:, None], attention_mask=attention_mask, position_ids=next_position,
-            past_key_values=cache, use_cache=True,
-        )
+        if not bool(writing.all()):
+            keep = writing.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, token_B, attention_mask, next_position = rows[keep], token_B[keep], attention_mask[keep], next_position[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
+        out = model(input_ids=token_B[:, None], attention_mask=attention_mask, position_ids=next_position,
+                    past_key_values=cache, use_cache=True)
+        logits_BV = out.logits[:, -1, :].float()
         next_position = next_position + 1
-    return _collect(tokens, logprobs, stop_ids, len(prompts))
+    return _collect(tokens_NT[:, : step + 1], logprobs_NT[:, : step + 1], stop_ids) if params.max_new_tokens else \
+        [Completion([]) for _ in prompts]
 
 
-def _collect(tokens: list[torch.Tensor], logprobs: list[torch.Tensor], stop_ids: set[int], rows: int) -> list[Completion]:
-    if not tokens:
-        return [Completion([]) for _ in range(rows)]
-    token_rows = torch.stack(tokens, dim=1).tolist()
-    logprob_rows = torch.stack(logprobs, dim=1).tolist()
+def _collect(tokens_NT: torch.Tensor, logprobs_NT: torch.Tensor, stop_ids: set[int]) -> list[Completion]:
     completions = []
-    for ids, lps in zip(token_rows, logprob_rows):
+    for ids, lps in zip(tokens_NT.tolist(), logprobs_NT.tolist()):
         end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
         if end is None:
             completions.append(Completion(ids, lps, "length"))

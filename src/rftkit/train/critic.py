@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from rftkit.train.logprobs import trunk_and_head
+from rftkit.train.logprobs import completion_states, trunk_and_head
 from rftkit.types import Batch
 
 
@@ -38,10 +38,5 @@ class ValueModel(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """[N, C] values, 0 on padding."""
-        hidden = self.body(
-            input_ids=batch.input_ids_NT, attention_mask=batch.attention_mask_NT,
-            position_ids=batch.position_ids_NT, use_cache=False,
-        ).last_hidden_state
-        width = batch.completion_mask_NC.shape[1]
-        states = hidden[:, batch.prompt_width - 1: batch.prompt_width - 1 + width]
+        states = completion_states(self.body, batch)
         return self.head(states).squeeze(-1).float() * batch.completion_mask_NC

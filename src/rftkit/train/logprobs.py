@@ -3,6 +3,7 @@
 Two facts make these right and cheap:
 - position ids follow the attention mask (a left-padded prompt starts at position 0), the
   same as in sampling; otherwise every gradient is quietly computed for the wrong positions;
+- a prompt shared by a group's rows is computed once (see `completion_states`);
 - only completion positions go through the output layer, a chunk of rows at a time, so a
   [N, T, vocab] log-softmax never exists. For large vocabularies each chunk's logits are
   recomputed in the backward pass instead of being kept.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
 
 from rftkit.types import Batch
 
@@ -47,12 +49,33 @@ def trunk_and_head(model: torch.nn.Module):
 def completion_hidden_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """[N, C, H]: the hidden state that predicts each completion token."""
     trunk, _ = trunk_and_head(model)
-    hidden = trunk(
-        input_ids=batch.input_ids_NT, attention_mask=batch.attention_mask_NT,
-        position_ids=batch.position_ids_NT, use_cache=False,
-    ).last_hidden_state
-    width = batch.completion_mask_NC.shape[1]
-    return hidden[:, batch.prompt_width - 1: batch.prompt_width - 1 + width]
+    return completion_states(trunk, batch)
+
+
+def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """[N, C, H] from a transformer body, reading each distinct prompt once.
+
+    The G rows of a group repeat one prompt. Its keys and values are computed once and
+    shared by those rows (gradients from every row add up in the shared prefix), then the
+    completions run on top of that cache: the prompt's share of the work is divided by G.
+    The last completion token predicts nothing, so it is not fed at all.
+    """
+    P, C = batch.prompt_width, batch.completion_mask_NC.shape[1]
+    ids, mask, positions = batch.input_ids_NT, batch.attention_mask_NT, batch.position_ids_NT
+    _, row_prompt = torch.unique(torch.cat([ids[:, :P], mask[:, :P]], dim=1), dim=0, return_inverse=True)
+    distinct = int(row_prompt.max()) + 1
+    first = torch.empty(distinct, dtype=torch.long, device=ids.device).scatter_(
+        0, row_prompt, torch.arange(len(row_prompt), device=ids.device))
+    cache = DynamicCache()
+    prefix_DPH = trunk(input_ids=ids[first, :P], attention_mask=mask[first, :P], position_ids=positions[first, :P],
+                       past_key_values=cache, use_cache=True).last_hidden_state
+    first_state_N1H = prefix_DPH[row_prompt, -1:]  # predicts completion token 0
+    if C == 1:
+        return first_state_N1H
+    cache.batch_select_indices(row_prompt)
+    rest_NCH = trunk(input_ids=ids[:, P:P + C - 1], attention_mask=mask[:, :P + C - 1],
+                     position_ids=positions[:, P:P + C - 1], past_key_values=cache, use_cache=True).last_hidden_state
+    return torch.cat([first_state_N1H, rest_NCH], dim=1)
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rftkit.algo.advantages import ADVANTAGE_ESTIMATORS, gae, informative_groups
+from rftkit.algo.advantages import ADVANTAGE_ESTIMATORS, EPS, gae, informative_groups
 
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -13,8 +13,9 @@ REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 def test_grpo_by_hand():
     # group 1: mean 0.5, unbiased std sqrt(1/3); group 2: mean 0.25, std 0.5
     s1 = math.sqrt(1 / 3)
-    expected = torch.tensor([[0.5 / s1, -0.5 / s1, -0.5 / s1, 0.5 / s1], [-0.5, -0.5, -0.5, 1.5]])
-    assert torch.allclose(ADVANTAGE_ESTIMATORS["grpo"](REWARDS), expected, atol=1e-4)
+    s1, s2 = s1 + EPS, 0.5 + EPS
+    expected = torch.tensor([[0.5 / s1, -0.5 / s1, -0.5 / s1, 0.5 / s1], [-0.25 / s2, -0.25 / s2, -0.25 / s2, 0.75 / s2]])
+    assert torch.allclose(ADVANTAGE_ESTIMATORS["grpo"](REWARDS), expected, atol=1e-6)
 
 
 def test_dr_grpo_by_hand():
@@ -32,8 +33,8 @@ def test_reinforce_pp_by_hand():
     centred = torch.tensor([0.5, -0.5, -0.5, 0.5, -0.25, -0.25, -0.25, 0.75])
     mean = centred.mean()  # 0
     std = math.sqrt(((centred - mean) ** 2).sum().item() / 7)
-    expected = ((centred - mean) / std).reshape(2, 4)
-    assert torch.allclose(ADVANTAGE_ESTIMATORS["reinforce_pp"](REWARDS), expected, atol=1e-5)
+    expected = ((centred - mean) / (std + EPS)).reshape(2, 4)
+    assert torch.allclose(ADVANTAGE_ESTIMATORS["reinforce_pp"](REWARDS), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))

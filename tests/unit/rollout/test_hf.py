@@ -64,3 +64,15 @@ def test_top_k_and_top_p_filtering_by_hand():
     assert kept_p.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.8
     kept_p = filter_logits(logits, SamplingParams(1, top_p=0.81)).isfinite()
     assert kept_p.tolist() == [[True, True, True, False]]
+
+
+def test_sampling_follows_the_distribution():
+    from rftkit.rollout.hf import sample_next
+
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2])
+    logits = probs.clamp(min=1e-30).log().expand(20000, 4)
+    tokens, logprobs = sample_next(logits, SamplingParams(1, 1.0), torch.Generator().manual_seed(0))
+    counts = torch.bincount(tokens, minlength=4) / len(tokens)
+    assert counts[1] == 0  # a token of probability 0 is never drawn
+    assert torch.allclose(counts, probs, atol=0.015)
+    assert torch.allclose(logprobs, probs[tokens].log(), atol=1e-5)

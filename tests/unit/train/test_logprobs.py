@@ -52,3 +52,29 @@ def test_entropy_matches_a_full_softmax():
     probs = logits.softmax(-1)
     entropy = -(probs * probs.clamp(min=1e-30).log()).sum(-1) * batch.completion_mask_NC
     assert torch.allclose(scores.entropy_NC, entropy, atol=1e-4)
+
+
+def full_forward_logprobs(batch, temperature):
+    """The plain way: every row's whole sequence through the model, then slice."""
+    logits = MODEL(input_ids=batch.input_ids_NT, attention_mask=batch.attention_mask_NT,
+                   position_ids=batch.position_ids_NT).logits
+    width = batch.completion_mask_NC.shape[1]
+    logits = logits[:, batch.prompt_width - 1: batch.prompt_width - 1 + width] / temperature
+    picked = logits.log_softmax(-1).gather(-1, batch.completion_ids_NC[..., None])[..., 0]
+    return picked * batch.completion_mask_NC
+
+
+def test_shared_prompts_give_the_same_logprobs_and_gradients():
+    batch, _ = sampled_batch()  # 4 prompts x 3 rows: the prefix is computed once per prompt
+    grads = []
+    for compute in (lambda: completion_logprobs(MODEL, batch, 0.8).logprobs_NC,
+                    lambda: full_forward_logprobs(batch, 0.8)):
+        MODEL.zero_grad()
+        logprobs = compute()
+        (logprobs * torch.linspace(-1, 1, logprobs.numel()).view_as(logprobs)).sum().backward()
+        grads.append((logprobs.detach(), [p.grad.clone() for p in MODEL.parameters()]))
+    (shared, shared_grads), (plain, plain_grads) = grads
+    assert torch.allclose(shared, plain, atol=1e-5)
+    for a, b in zip(shared_grads, plain_grads):
+        assert torch.allclose(a, b, atol=1e-5)
+    MODEL.zero_grad()

@@ -1,0 +1,189 @@
+"""rftkit's GRPO against TRL's GRPOTrainer, side by side, in one invocation.
+
+    rftkit bench --quick                    # S preset, full fine-tuning, beta 0: a few minutes
+    rftkit bench --presets S,M --variants all --repeats 3 --write BENCHMARKS.md
+
+(or `python bench/grpo_vs_trl.py ...` with the same options). For each cell (preset x full/LoRA
+x beta) both trainers run from the same saved weights, prompts, reward and settings, each in
+its own fresh process, alternating which goes first over the repeats. First an equivalence
+check: on one fixed batch both must compute the same loss and gradient norm (within 1e-4).
+
+Reported per cell, each with the rftkit/TRL ratio: seconds per step (median, p90; the first
+step of each run is warm-up and left out), completions/s, generation tokens/s, training
+tokens/s, peak RSS, held-out reward against training wall-clock and the time to reach a fixed
+threshold, and training FLOP utilisation against the measured fp32 matmul peak. The last line
+is `throughput ratio rftkit/trl: X.XX` (completions/s of the first cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from grpo_common import Settings, held_out_curve, matmul_gflops, prepare  # noqa: E402
+
+# Held-out mean reward that counts as "reached", per preset (the bases start near 0.3).
+THRESHOLDS = {"S": 0.5, "M": 0.5}
+VARIANTS = {"full": (False, 0.0), "full-kl": (False, 0.04), "lora": (True, 0.0), "lora-kl": (True, 0.04)}
+LORA_LEARNING_RATE = 2e-3  # an adapter needs a larger step than full fine-tuning
+
+
+def run_side(side: str, settings: Settings, prepared: dict, out: Path) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads),
+               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    command = [sys.executable, str(HERE / "grpo_sides.py"), side, "--settings", settings.to_json(),
+               "--prepared", json.dumps(prepared), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} side failed ({settings.label}):\n{done.stderr[-3000:]}")
+    return json.loads((out / "result.json").read_text())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarise(runs: list[dict], curves: list[list[dict]], threshold: float, params: int, peak: float,
+              lora: bool) -> dict:
+    steps = [s for run in runs for s in run["steps"][1:]]  # the first step of each run is warm-up
+    seconds = sum(s["seconds"] for s in steps)
+    train_seconds = sum(s["seconds"] - s["gen"] - s["reward"] for s in steps)
+    train_tokens_per_s = sum(s["trained_tokens"] for s in steps) / train_seconds
+    flops_per_token = (4 if lora else 6) * params  # LoRA computes no weight gradients of the base
+    reached = [next((p["train_seconds"] for p in curve if p["reward"] >= threshold), None) for curve in curves]
+    return {
+        "s_per_step_median": statistics.median(s["seconds"] for s in steps),
+        "s_per_step_p90": percentile([s["seconds"] for s in steps], 0.9),
+        "completions_per_s": sum(s["completions"] for s in steps) / seconds,
+        "generation_tokens_per_s": sum(s["generated_tokens"] for s in steps) / sum(s["gen"] for s in steps),
+        "training_tokens_per_s": train_tokens_per_s,
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "flop_utilisation": flops_per_token * train_tokens_per_s / (peak * 1e9),
+        "time_to_threshold_s": statistics.median(reached) if all(r is not None for r in reached) else None,
+        "reached": sum(r is not None for r in reached),
+        "held_out_curves": curves,
+    }
+
+
+def run_cell(settings: Settings, prepared: dict, repeats: int, work: Path, peak: float, log) -> dict:
+    from rftkit.models.load import load_policy
+    from rftkit.models.tiny import parameter_count
+
+    params = parameter_count(load_policy(prepared["model"], "cpu")[0])
+    results = {"rftkit": [], "trl": []}
+    curves = {"rftkit": [], "trl": []}
+    for repeat in range(repeats):
+        order = ("rftkit", "trl") if repeat % 2 == 0 else ("trl", "rftkit")
+        for side in order:
+            out = work / "runs" / settings.label.replace(" ", "_").replace("=", "") / f"{side}-{repeat}"
+            begin = time.perf_counter()
+            result = run_side(side, replace(settings, seed=settings.seed + repeat), prepared, out)
+            results[side].append(result)
+            curves[side].append(held_out_curve(prepared, result["snapshots"], seed=1000 + repeat))
+            log(f"  {settings.label} repeat {repeat + 1}/{repeats} {side}: {time.perf_counter() - begin:.0f} s, "
+                f"held-out reward {curves[side][-1][0]['reward']:.3f} -> {curves[side][-1][-1]['reward']:.3f}")
+    threshold = THRESHOLDS[settings.preset]
+    cell = {side: summarise(results[side], curves[side], threshold, params, peak, settings.lora) for side in results}
+    cell.update(label=settings.label, settings=json.loads(settings.to_json()), params=params, threshold=threshold)
+    return cell
+
+
+def equivalence(settings: Settings, prepared: dict, work: Path) -> dict:
+    command = [sys.executable, str(HERE / "grpo_equivalence.py"), "--prepared", json.dumps(prepared),
+               "--preset", settings.preset, "--beta", str(settings.beta), "--out", str(work / "equivalence")]
+    if settings.lora:
+        command.append("--lora")
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise SystemExit(f"equivalence check crashed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def machine() -> dict:
+    import torch
+    import transformers
+    import trl
+
+    import rftkit
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+            "rftkit": rftkit.__version__}
+
+
+def cells(presets: list[str], variants: list[str], steps: int) -> list[Settings]:
+    out = []
+    for preset in presets:
+        for variant in variants:
+            lora, beta = VARIANTS[variant]
+            out.append(Settings(preset=preset, lora=lora, beta=beta, steps=steps,
+                                learning_rate=LORA_LEARNING_RATE if lora else Settings.learning_rate))
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="rftkit bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="S preset, full fine-tuning, beta 0, 3 repeats")
+    parser.add_argument("--presets", default="S", help="comma-separated: S (~1M params), M (~6M)")
+    parser.add_argument("--variants", default="full", help=f"comma-separated of {', '.join(VARIANTS)}, or all")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--write", type=Path, help="also write the results table into this markdown file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.presets, args.variants, args.repeats, args.steps = "S", "full", 3, 40
+    if args.variants == "all":
+        args.variants = ",".join(VARIANTS)
+    return args
+
+
+def main(argv=None) -> None:
+    from grpo_report import markdown, print_cell, write_section
+
+    args = parse_args(argv)
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    began = time.perf_counter()
+    todo = cells(args.presets.split(","), args.variants.split(","), args.steps)
+    info = machine()
+    info["matmul_gflops"] = peak = matmul_gflops(todo[0].threads)
+    log(f"machine: {info['cores']} cores, fp32 matmul peak {peak:.0f} GFLOP/s; torch {info['torch']}, "
+        f"transformers {info['transformers']}, trl {info['trl']}")
+    prepared = {p: prepare(args.work / "prepared", p, log=log) for p in dict.fromkeys(s.preset for s in todo)}
+    checks = []
+    for settings in todo:
+        checks.append(equivalence(settings, prepared[settings.preset], args.work))
+        c = checks[-1]
+        log(f"equivalence {c['label']}: loss {c['rftkit_loss']:.6f} vs {c['trl_loss']:.6f}, grad norm "
+            f"{c['rftkit_grad_norm']:.6f} vs {c['trl_grad_norm']:.6f}: {'ok' if c['ok'] else 'MISMATCH'}")
+        if not c["ok"]:
+            raise SystemExit("equivalence check failed: the two sides do not compute the same loss; not timing")
+    results = []
+    for settings in todo:
+        results.append(run_cell(settings, prepared[settings.preset], args.repeats, args.work, peak, log))
+        print_cell(results[-1], log)
+    report = {"machine": info, "equivalence": checks, "cells": results, "seconds": time.perf_counter() - began,
+              "command": "rftkit bench " + " ".join(sys.argv[1:] if argv is None else argv)}
+    (args.work / "results.json").write_text(json.dumps(report, indent=1))
+    if args.write:
+        write_section(args.write, markdown(report))
+        log(f"wrote the results into {args.write}")
+    first = results[0]
+    log(f"throughput ratio rftkit/trl: {first['rftkit']['completions_per_s'] / first['trl']['completions_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
