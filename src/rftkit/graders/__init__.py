@@ -2,7 +2,7 @@
 
 Importing this package registers every built-in grader type; `build_grader(spec)` makes one.
 OpenAI's types: string_check, text_similarity, python, score_model, label_model, multi.
-rftkit's own: sql_execution, code_tests, json_schema, endpoint, function.
+rftkit's own: sql_execution, code_tests, json_schema, endpoint, function, reward_model.
 """
 
 from rftkit.graders import (  # noqa: F401  (importing a module registers its grader type)
@@ -13,6 +13,7 @@ from rftkit.graders import (  # noqa: F401  (importing a module registers its gr
     label_model,
     multi,
     python_grader,
+    reward_model,
     score_model,
     sql_execution,
     string_check,

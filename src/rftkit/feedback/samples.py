@@ -1,0 +1,119 @@
+"""Comparison items from what a run sampled (its samples.jsonl), or from an uploaded file.
+
+A run's samples.jsonl has one row per sample: step, split, the dataset line, the prompt and
+the completion. The samples drawn for one prompt in one step are a natural comparison:
+
+    items = items_from_samples("runs/x/samples.jsonl", split="train")    # every group
+    item = item_from_sample_lines("runs/x/samples.jsonl", [12, 13])      # exactly these rows
+
+Each answer keeps `sample_ref` = "FILE:LINE", so a judgement can be traced to its sample.
+An uploaded items file holds {"item_id"?, "prompt", "answers"} per line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rftkit.errors import RftkitError
+from rftkit.feedback.records import Answer, ComparisonItem, check_answers, raise_problems
+
+
+def _sample_rows(path: Path) -> dict[int, dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RftkitError(f"{path}: no such file", fix="give a run's samples.jsonl") from None
+    rows = {}
+    for number, raw in enumerate(lines, start=1):
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(row, dict) and "completion" in row and "prompt" in row:
+            rows[number] = row
+    return rows
+
+
+def items_from_samples(path: str | Path, *, split: str | None = None, step: int | None = None,
+                       min_answers: int = 2, max_answers: int = 4) -> list[ComparisonItem]:
+    """One item per (step, split, dataset line) group with at least `min_answers` distinct
+    completions (identical answers are not worth comparing); at most `max_answers` each."""
+    path = Path(path)
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for number, row in _sample_rows(path).items():
+        if (split is None or row.get("split") == split) and (step is None or row.get("step") == step):
+            groups.setdefault((row.get("step"), row.get("split"), row.get("line")), []).append((number, row))
+    items = []
+    for (row_step, row_split, line), rows in groups.items():
+        answers, seen = [], set()
+        for number, row in rows:
+            if row["completion"] not in seen and len(answers) < max_answers:
+                seen.add(row["completion"])
+                answers.append(Answer(row["completion"], f"{path}:{number}"))
+        if len(answers) >= min_answers:
+            items.append(ComparisonItem(f"{path.parent.name}/{row_split}/{row_step}/{line}", rows[0][1]["prompt"],
+                                        answers, str(path)))
+    return items
+
+
+def item_from_sample_lines(path: str | Path, lines: list[int], item_id: str | None = None) -> ComparisonItem:
+    """An item from chosen rows of a samples.jsonl (1-based line numbers), which must answer
+    the same prompt. Unknown lines are errors that name them."""
+    path = Path(path)
+    rows = _sample_rows(path)
+    unknown = [n for n in lines if n not in rows]
+    if unknown:
+        raise RftkitError(f"{path}: unknown sample line(s) {', '.join(map(str, unknown))} "
+                          f"(the file has sample rows at lines 1-{max(rows, default=0)})")
+    if len(lines) < 2:
+        raise RftkitError("give at least 2 sample lines to compare")
+    prompts = {json.dumps(rows[n]["prompt"], sort_keys=True) for n in lines}
+    if len(prompts) > 1:
+        raise RftkitError(f"{path}: lines {', '.join(map(str, lines))} answer different prompts",
+                          fix="compare samples of the same prompt")
+    answers = [Answer(rows[n]["completion"], f"{path}:{n}") for n in lines]
+    return ComparisonItem(item_id or f"{path.parent.name}/lines/{'-'.join(map(str, lines))}",
+                          rows[lines[0]]["prompt"], answers, str(path))
+
+
+class ItemLine(BaseModel):
+    """One line of an uploaded items file."""
+
+    model_config = ConfigDict(extra="ignore")  # a feedback file's lines are items files too
+    item_id: str | None = None
+    prompt: str | list[dict[str, Any]]
+    answers: list[str | dict[str, Any]]
+
+
+def read_items_jsonl(path: str | Path) -> list[ComparisonItem]:
+    """Items from an uploaded file: per line {"item_id"?, "prompt", "answers"} (answers are
+    strings or {"text", "sample_ref"?}). Every problem names its line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RftkitError(f"{path}: no such file") from None
+    items, problems = [], []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = ItemLine.model_validate(json.loads(raw))
+        except ValidationError as err:
+            problems += [f"{path}:{number}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+            continue
+        except ValueError as err:
+            problems.append(f"{path}:{number}: invalid JSON: {err}")
+            continue
+        prompt = [{"role": "user", "content": line.prompt}] if isinstance(line.prompt, str) else line.prompt
+        answers = [Answer(a) if isinstance(a, str) else Answer(str(a.get("text", "")), a.get("sample_ref"))
+                   for a in line.answers]
+        item = ComparisonItem(line.item_id or f"{path.name}:{number}", prompt, answers, str(path))
+        problems += [f"{path}:{number}: {p}" for p in check_answers(item)]
+        items.append(item)
+    raise_problems(problems)
+    return items
