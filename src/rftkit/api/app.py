@@ -1,0 +1,70 @@
+"""The FastAPI application: settings, the service objects it holds, and its routers."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from rftkit.api import errors
+from rftkit.jobs.db import database_url, open_engine
+from rftkit.jobs.store import Store
+from rftkit.jobs.supervisor import Supervisor
+from rftkit.serving.client import ServingClient
+
+
+class ServiceSettings(BaseModel):
+    """Everything `rftkit serve` can be told; the defaults are those of the command."""
+
+    model_config = ConfigDict(frozen=True)
+    data_dir: Path = Field(description="Files, runs, checkpoints, the SQLite database, models/ for base models.")
+    db: str | None = Field(None, description="A database URL (postgresql://...); default: SQLite in data_dir.")
+    workers: int = Field(1, ge=0, description="Jobs that train at the same time, each in its own process "
+                                              "(0: accept and validate jobs, but leave them queued).")
+    poll_seconds: float = Field(0.5, gt=0, description="How often the supervisor looks at jobs and their logs.")
+    max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest file accepted by POST /v1/files.")
+
+
+@dataclass
+class Service:
+    settings: ServiceSettings
+    store: Store
+    supervisor: Supervisor
+    serving: ServingClient
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+
+def build_service(settings: ServiceSettings) -> Service:
+    data_dir = settings.data_dir.resolve()
+    for folder in ("files", "jobs", "models"):
+        (data_dir / folder).mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    store = Store(open_engine(database_url(data_dir, settings.db)))
+    supervisor = Supervisor(store, data_dir, workers=settings.workers, poll=settings.poll_seconds)
+    return Service(settings, store, supervisor, ServingClient())
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    from rftkit.api import dashboard, files, graders, jobs, models
+
+    service = build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        service.supervisor.start()
+        yield
+        service.supervisor.stop()
+        service.serving.close()
+
+    app = FastAPI(title="rftkit", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.service = service
+    errors.install(app)
+    for module in (files, jobs, graders, models, dashboard):
+        app.include_router(module.router)
+    return app

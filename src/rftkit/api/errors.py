@@ -1,0 +1,50 @@
+"""Errors as OpenAI returns them: `{"error": {"message", "type", "param", "code"}}`.
+
+RftkitError (a problem with the request) answers 400, its NotFound 404, JobConflict 409;
+a missing or bad key 401.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from rftkit.errors import RftkitError
+from rftkit.jobs.states import JobConflict
+from rftkit.jobs.store import NotFound
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+                   param: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
+    if isinstance(err, NotFound):
+        return error_response(404, str(err), code="not_found")
+    if isinstance(err, JobConflict):
+        return error_response(409, str(err), code="invalid_state")
+    return error_response(400, str(err))
+
+
+def _http_error(_request: Request, err: HTTPException) -> JSONResponse:
+    kind = "authentication_error" if err.status_code == 401 else "invalid_request_error"
+    response = error_response(err.status_code, str(err.detail), kind, code=kind if err.status_code == 401 else None)
+    if err.headers:
+        response.headers.update(err.headers)
+    return response
+
+
+def _validation_error(_request: Request, err: RequestValidationError) -> JSONResponse:
+    first = err.errors()[0] if err.errors() else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return error_response(400, f"{param or 'request'}: {first.get('msg', 'invalid request')}", param=param)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RftkitError, _rftkit_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,103 @@
+"""/v1/models and /v1/chat/completions: base models, fine-tuned models and their checkpoints."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from rftkit.api.auth import project
+from rftkit.api.errors import error_response
+from rftkit.api.shapes import model_object
+from rftkit.errors import RftkitError
+from rftkit.jobs import runs
+from rftkit.jobs.models import checkpoint_name, local_models, resolve_model
+from rftkit.jobs.store import NotFound
+from rftkit.serving.client import WorkerFailed
+
+router = APIRouter(prefix="/v1")
+
+
+def all_models(service, owner: str) -> list[dict]:
+    """Base models (DATA_DIR/models and those jobs named), fine-tuned models, their checkpoints."""
+    found = {name: model_object(name, 0, "rftkit") for name in local_models(service.data_dir)}
+    for name, created in service.store.base_models(owner):
+        found.setdefault(name, model_object(name, created, "rftkit"))
+    jobs, _ = service.store.list_jobs(owner, None, 1000)
+    for job in jobs:
+        if job["fine_tuned_model"]:
+            found[job["fine_tuned_model"]] = model_object(job["fine_tuned_model"], job["finished_at"] or 0, owner)
+        for checkpoint in runs.checkpoints(Path(job["run_dir"])):
+            name = checkpoint_name(job, checkpoint["step"])
+            found[name] = model_object(name, checkpoint["created_at"], owner)
+    return list(found.values())
+
+
+@router.get("/models")
+def list_models(request: Request, owner: str = Depends(project)) -> dict:
+    return {"object": "list", "data": all_models(request.app.state.service, owner)}
+
+
+@router.get("/models/{model:path}")
+def retrieve_model(request: Request, model: str, owner: str = Depends(project)) -> dict:
+    for found in all_models(request.app.state.service, owner):
+        if found["id"] == model:
+            return found
+    raise NotFound(f"The model '{model}' does not exist")
+
+
+def _text(content: Any, at: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text", "")) for p in content)
+    raise RftkitError(f"{at}.content: only text is supported")
+
+
+def _messages(messages: Any) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise RftkitError("messages: a non-empty list of {role, content}")
+    clean = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+            raise RftkitError(f"messages[{index}].role: one of system, developer, user, assistant")
+        role = "system" if message["role"] == "developer" else message["role"]
+        clean.append({"role": role, "content": _text(message.get("content", ""), f"messages[{index}]")})
+    return clean
+
+
+def _sampling(body: dict) -> dict:
+    if body.get("stream"):
+        raise RftkitError("stream: streaming is not supported by rftkit serve", fix="leave stream unset")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 64
+    n = body.get("n") or 1
+    if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 16:
+        raise RftkitError("max_tokens must be 1..4096 and n 1..16")
+    temperature = body.get("temperature")
+    return {"max_tokens": limit, "n": n, "temperature": 1.0 if temperature is None else float(temperature),
+            "top_p": float(body.get("top_p") or 1.0), "seed": body.get("seed")}
+
+
+def _complete(service, owner: str, body: dict) -> dict:
+    name = str(body.get("model") or "")
+    request = {"model_path": str(resolve_model(service.store, owner, name, service.data_dir)),
+               "messages": _messages(body.get("messages")), **_sampling(body)}
+    reply = service.serving.complete(request)
+    choices = [{"index": i, "message": {"role": "assistant", "content": c["text"], "refusal": None},
+                "finish_reason": c["finish_reason"], "logprobs": None} for i, c in enumerate(reply["choices"])]
+    usage = {"prompt_tokens": reply["prompt_tokens"], "completion_tokens": reply["completion_tokens"],
+             "total_tokens": reply["prompt_tokens"] + reply["completion_tokens"]}
+    return {"id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion", "created": int(time.time()),
+            "model": name, "choices": choices, "usage": usage, "system_fingerprint": None}
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: dict = Body(...), owner: str = Depends(project)):
+    try:
+        return await run_in_threadpool(_complete, request.app.state.service, owner, body)
+    except WorkerFailed as err:
+        return error_response(500, str(err), "server_error")

@@ -1,0 +1,98 @@
+"""`rftkit serve` and `rftkit keys`: the jobs service and its API keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from rftkit.cli.common import out
+
+DATA_DIR = typer.Option(None, "--data-dir", envvar="RFTKIT_DATA_DIR", show_default=False,
+                        help="Files, runs, checkpoints, the SQLite database, base models in models/ (default: ~/.rftkit).")
+DB = typer.Option(None, "--db", envvar="RFTKIT_DB", help="Database URL, e.g. postgresql://user@host/db (default: SQLite in --data-dir).")
+
+keys_app = typer.Typer(help="API keys for `rftkit serve` (stored hashed; shown once).", no_args_is_help=True)
+
+
+def data_dir_or_default(data_dir: Path | None) -> Path:
+    return data_dir or Path.home() / ".rftkit"
+
+
+def _engine(data_dir: Path | None, db: str | None):
+    from rftkit.jobs.db import database_url, open_engine
+
+    data_dir = data_dir_or_default(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return open_engine(database_url(data_dir, db))
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    data_dir: Optional[Path] = DATA_DIR,
+    db: Optional[str] = DB,
+    workers: int = typer.Option(1, min=0, help="Jobs that train at the same time, each in its own process (0: accept jobs, run none)."),
+) -> None:
+    """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
+    import uvicorn
+
+    from rftkit.api import ServiceSettings, create_app
+    from rftkit.jobs.keys import ENV_KEY, any_keys, create_key
+
+    settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers)
+    app = create_app(settings)
+    engine = app.state.service.store.engine
+    if not any_keys(engine) and not os.environ.get(ENV_KEY):
+        key, _ = create_key(engine, name="first key, made by rftkit serve")
+        out.print(f"no API keys yet: created one for project 'default' (shown once):\n  {key}")
+        out.print(f"dashboard: http://{host}:{port}/#key={key}")
+    else:
+        out.print(f"dashboard: http://{host}:{port}/ (enter an API key; `rftkit keys create` makes one)")
+    out.print(f"OpenAI base_url: http://{host}:{port}/v1 · data in {escape(str(settings.data_dir))}")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+@keys_app.command("create")
+def keys_create(
+    project: str = typer.Option("default", help="The project the key sees files, jobs and models of."),
+    name: str = typer.Option("", help="A note to recognise the key by."),
+    data_dir: Optional[Path] = DATA_DIR,
+    db: Optional[str] = DB,
+) -> None:
+    """Create a key and print it (only its hash is stored: copy it now)."""
+    from rftkit.jobs.keys import create_key
+
+    key, info = create_key(_engine(data_dir, db), project, name)
+    out.print(f"created key {info.id} for project {escape(project)!r}")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Optional[Path] = DATA_DIR, db: Optional[str] = DB) -> None:
+    """List keys: id, project, name, created, revoked."""
+    import time
+
+    from rich.table import Table
+
+    from rftkit.jobs.keys import list_keys
+
+    table = Table("id", "project", "name", "created", "revoked")
+    for info in list_keys(_engine(data_dir, db)):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created_at))
+        revoked = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.revoked_at)) if info.revoked_at else ""
+        table.add_row(info.id, info.project, info.name, when, revoked)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `rftkit keys list`)."),
+                data_dir: Optional[Path] = DATA_DIR, db: Optional[str] = DB) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from rftkit.jobs.keys import revoke_key
+
+    revoke_key(_engine(data_dir, db), key_id)
+    out.print(f"revoked key {key_id}")

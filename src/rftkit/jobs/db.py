@@ -1,0 +1,121 @@
+"""The service's tables and database engine: SQLite by default, PostgreSQL through the same code.
+
+SQLite runs in WAL mode with a busy timeout, so the API's readers never block the worker's
+writer and concurrent writers wait instead of failing. Tables are created on first use.
+Ids seen by users (`ftjob-…`, `file-…`) are random; each table also has an integer `seq`
+that orders rows for cursor pagination.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+from rftkit.errors import RftkitError
+
+BUSY_TIMEOUT_MS = 30_000
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("name", String(128), nullable=False, default=""),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+)
+
+files = Table(
+    "files", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("filename", String(512), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("kind", String(16)),  # reinforcement or supervised: what the rows are shaped for
+    Column("rows", Integer),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("status", String(24), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("body", JSON, nullable=False),  # the request as given (file ids)
+    Column("spec", JSON, nullable=False),  # the job spec the worker runs (file paths)
+    Column("run_dir", Text, nullable=False),
+    Column("fine_tuned_model", String(256), index=True),
+    Column("error", JSON),
+    Column("pid", Integer),
+    Column("events_offset", BigInteger, nullable=False, default=0),  # bytes of events.jsonl ingested
+    Column("steps_done", Integer, nullable=False, default=0),
+    Column("total_steps", Integer),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+events = Table(
+    "events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("step", Integer),
+    Column("data", JSON),
+    Column("from_run", Boolean, nullable=False, default=False),  # from events.jsonl (rewound on resume)
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("project", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+
+def database_url(data_dir: Path, url: str | None = None) -> str:
+    """`url` when given, else the SQLite file under the data directory."""
+    return url or f"sqlite:///{Path(data_dir).resolve() / 'rftkit.db'}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine with the tables created. postgresql:// URLs use psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        metadata.create_all(engine)
+    except ModuleNotFoundError as err:
+        raise RftkitError(f"--db {url}: the driver is not installed ({err.name})",
+                          fix="pip install 'rftkit[postgres]' for PostgreSQL") from None
+    except Exception as err:  # noqa: BLE001 — any connection failure is the user's URL or server
+        if type(err).__module__.startswith("sqlalchemy"):
+            raise RftkitError(f"cannot open the database {url}: {str(err).splitlines()[0]}",
+                              fix="check the URL and that the server is running") from None
+        raise
+    return engine

@@ -1,0 +1,75 @@
+"""Model names the service understands, and the directories they stand for.
+
+A fine-tuned model is named as OpenAI names them, `ft:<base>:<project>:<suffix>:<job id>`,
+and each of its checkpoints `ft:…:<job id>:ckpt-step-<N>`. Base models are local
+directories: a name under DATA_DIR/models/, or a path on the server.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rftkit.jobs.store import NotFound, Store
+
+CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-(\d+)$")
+
+
+def fine_tuned_name(job: dict) -> str:
+    base = Path(str(job["spec"]["model"]).rstrip("/")).name or "model"
+    if base.startswith("ft:") or ":" in base:
+        base = base.split(":")[1] if base.startswith("ft:") else base.replace(":", "-")
+    suffix = job["spec"].get("suffix") or ""
+    return f"ft:{base}:{job['project']}:{suffix}:{job['id']}"
+
+
+def checkpoint_name(job: dict, step: int) -> str:
+    return f"{fine_tuned_name(job)}:ckpt-step-{step}"
+
+
+def base_model_dir(name: str, data_dir: Path) -> Path | None:
+    """A base model's directory, or None when there is none by that name."""
+    named = data_dir / "models" / name
+    if "/" not in name and named.is_dir():
+        return named.resolve()
+    path = Path(name)
+    if path.is_dir() and ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+        return path.resolve()
+    return None
+
+
+def local_models(data_dir: Path) -> list[str]:
+    folder = data_dir / "models"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def fine_tuned_dir(store: Store, project: str, name: str) -> Path:
+    """The model directory behind an `ft:` name (a whole run or one checkpoint)."""
+    job_id = next((part for part in name.split(":") if part.startswith("ftjob-")), None)
+    if job_id is None:
+        raise NotFound(f"no model {name!r}")
+    job = store.job(job_id, project)
+    step = CHECKPOINT_SUFFIX.search(name)
+    run_dir = Path(job["run_dir"])
+    if step is None:
+        if name != fine_tuned_name(job) or job["fine_tuned_model"] is None:
+            raise NotFound(f"no model {name!r}" + ("" if name != fine_tuned_name(job) else
+                                                   f"; job {job_id} is {job['status']}, try one of its checkpoints"))
+        return run_dir / "model"
+    folder = run_dir / f"checkpoint-{step.group(1)}" / "model"
+    if name != checkpoint_name(job, int(step.group(1))) or not folder.is_dir():
+        raise NotFound(f"no model {name!r} (checkpoints are pruned as training goes; list them on the job)")
+    return folder
+
+
+def resolve_model(store: Store, project: str, name: str, data_dir: Path) -> Path | str:
+    """What to load for `name`: a directory, or a hub name (with a slash) passed through."""
+    if name.startswith("ft:"):
+        return fine_tuned_dir(store, project, name)
+    found = base_model_dir(name, data_dir)
+    if found is not None:
+        return found
+    if "/" in name and not Path(name).is_absolute():
+        return name  # a hub name: the worker loads it when online
+    raise NotFound(f"no model {name!r}", fix=f"name a directory under {data_dir / 'models'}, an absolute "
+                                             "path to a Hugging Face model directory, or an ft: model")

@@ -1,0 +1,225 @@
+"""Every query of the service: files, jobs, their events, idempotency keys.
+
+Each method is one transaction. A job's status only changes through `change`, a
+compare-and-set on the status it read, so the API (cancel, pause, resume) and the worker
+(start, finish) can never both win a race: the loser gets JobConflict (HTTP 409).
+Events that came from a run's events.jsonl are marked `from_run`; when a run resumes from
+checkpoint N they are rewound to step N exactly as the file is, so no step's metrics are
+lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from rftkit.errors import RftkitError
+from rftkit.jobs.db import events, files, idempotency_keys, jobs
+from rftkit.jobs.states import JobConflict, transition
+
+
+class NotFound(RftkitError):
+    """No such object in the caller's project (HTTP 404)."""
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(12)}"
+
+
+def event_id(seq: int) -> str:
+    return f"ftevent-{seq:010d}"
+
+
+def _seq_of_event(event: str) -> int:
+    try:
+        return int(event.removeprefix("ftevent-"))
+    except ValueError:
+        raise NotFound(f"no event {event!r}") from None
+
+
+def _page(conn: Connection, query, seq_column, after_seq: int | None, limit: int) -> tuple[list[dict], bool]:
+    """Newest first, strictly older than `after_seq`, at most `limit` rows, and whether more exist."""
+    if after_seq is not None:
+        query = query.where(seq_column < after_seq)
+    rows = conn.execute(query.order_by(seq_column.desc()).limit(limit + 1)).mappings().all()
+    return [dict(r) for r in rows[:limit]], len(rows) > limit
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # ------------------------------------------------------------------ files
+
+    def add_file(self, project: str, **values: Any) -> dict:
+        row = {"id": new_id("file-"), "project": project, "created_at": now(), **values}
+        with self.engine.begin() as conn:
+            conn.execute(insert(files).values(**row))
+        return row
+
+    def file(self, project: str, file_id: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(files).where(files.c.id == file_id, files.c.project == project)).mappings().first()
+        if row is None:
+            raise NotFound(f"no file {file_id!r}")
+        return dict(row)
+
+    def list_files(self, project: str, after: str | None, limit: int, purpose: str | None) -> tuple[list[dict], bool]:
+        with self.engine.connect() as conn:
+            query = select(files).where(files.c.project == project)
+            if purpose:
+                query = query.where(files.c.purpose == purpose)
+            after_seq = self.file(project, after)["seq"] if after else None
+            return _page(conn, query, files.c.seq, after_seq, limit)
+
+    def delete_file(self, project: str, file_id: str) -> dict:
+        row = self.file(project, file_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(files).where(files.c.id == file_id))
+        return row
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(self, project: str, values: dict, idempotency_key: str | None = None) -> tuple[dict, bool]:
+        """(job, created). With an idempotency key seen before, the earlier job and False."""
+        if idempotency_key:
+            earlier = self._job_for_key(project, idempotency_key)
+            if earlier is not None:
+                return earlier, False
+        row = {"project": project, "status": "validating_files", "created_at": now(), "events_offset": 0,
+               "steps_done": 0, "attempts": 0, **values}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(jobs).values(**row))
+                if idempotency_key:
+                    conn.execute(insert(idempotency_keys).values(
+                        project=project, key=idempotency_key, job_id=row["id"], created_at=row["created_at"]))
+                self._event(conn, row["id"], "Validating training file")
+        except IntegrityError:  # the same key in a concurrent request: that one created the job
+            earlier = self._job_for_key(project, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return earlier, False
+        return self.job(row["id"]), True
+
+    def _job_for_key(self, project: str, key: str) -> dict | None:
+        with self.engine.connect() as conn:
+            job_id = conn.execute(select(idempotency_keys.c.job_id).where(
+                idempotency_keys.c.project == project, idempotency_keys.c.key == key)).scalar()
+        return self.job(job_id) if job_id else None
+
+    def job(self, job_id: str, project: str | None = None) -> dict:
+        """The job; NotFound when it does not exist or belongs to another project."""
+        query = select(jobs).where(jobs.c.id == job_id)
+        if project is not None:
+            query = query.where(jobs.c.project == project)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no fine-tuning job {job_id!r}")
+        return dict(row)
+
+    def list_jobs(self, project: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
+        after_seq = self.job(after, project)["seq"] if after else None
+        with self.engine.connect() as conn:
+            return _page(conn, select(jobs).where(jobs.c.project == project), jobs.c.seq, after_seq, limit)
+
+    def jobs_with_status(self, statuses: Iterable[str]) -> list[dict]:
+        """Across projects, oldest first (the order the queue runs in)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(list(statuses))).order_by(jobs.c.seq))
+            return [dict(r) for r in rows.mappings()]
+
+    def find_model(self, project: str, name: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.project == project, jobs.c.fine_tuned_model == name)).mappings().first()
+        return dict(row) if row else None
+
+    def base_models(self, project: str) -> list[tuple[str, int]]:
+        """(model, first use) for every base model the project's jobs named."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.spec, jobs.c.created_at).where(jobs.c.project == project).order_by(jobs.c.seq))
+            seen: dict[str, int] = {}
+            for spec, created in rows:
+                seen.setdefault(spec["model"], created)
+        return list(seen.items())
+
+    def change(self, job_id: str, action: str, message: str | None = None, *, project: str | None = None,
+               level: str = "info", **values: Any) -> dict:
+        """Apply `action` to the job's status (compare-and-set), with `values` and an event."""
+        with self.engine.begin() as conn:
+            query = select(jobs.c.status).where(jobs.c.id == job_id)
+            if project is not None:
+                query = query.where(jobs.c.project == project)
+            status = conn.execute(query).scalar()
+            if status is None:
+                raise NotFound(f"no fine-tuning job {job_id!r}")
+            new = transition(status, action)
+            if new in ("succeeded", "failed", "cancelled"):
+                values.setdefault("finished_at", now())
+            done = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == status)
+                                .values(status=new, **values))
+            if done.rowcount != 1:
+                raise JobConflict(f"the job changed status while it was being {action}ed; retry")
+            if message:
+                self._event(conn, job_id, message, level=level)
+        return self.job(job_id)
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    # ------------------------------------------------------------------ events
+
+    @staticmethod
+    def _event(conn: Connection, job_id: str, message: str, *, level: str = "info", type: str = "message",
+               step: int | None = None, data: Any = None, from_run: bool = False, created_at: int | None = None) -> None:
+        conn.execute(insert(events).values(job_id=job_id, created_at=created_at or now(), level=level, type=type,
+                                           message=message, step=step, data=data, from_run=from_run))
+
+    def add_event(self, job_id: str, message: str, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            self._event(conn, job_id, message, **fields)
+
+    def ingest(self, job_id: str, rows: list[dict], offset: int, **values: Any) -> None:
+        """Add events read from the run's events.jsonl and move the read offset, atomically."""
+        with self.engine.begin() as conn:
+            for row in rows:
+                self._event(conn, job_id, from_run=True, **row)
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(events_offset=offset, **values))
+
+    def rewind_events(self, job_id: str, step: int | None, offset: int) -> int:
+        """Drop run events after `step` (all of them when None), as the resumed run drops them
+        from its file; set the read offset to the rewritten file's size. Returns rows dropped."""
+        condition = and_(events.c.job_id == job_id, events.c.from_run.is_(True))
+        if step is not None:
+            condition = and_(condition, events.c.step.is_not(None), events.c.step > step)
+        with self.engine.begin() as conn:
+            dropped = conn.execute(delete(events).where(condition)).rowcount
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(events_offset=offset))
+        return dropped
+
+    def list_events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
+        after_seq = _seq_of_event(after) if after else None
+        with self.engine.connect() as conn:
+            return _page(conn, select(events).where(events.c.job_id == job_id), events.c.seq, after_seq, limit)
+
+    def metrics_rows(self, job_id: str) -> list[dict]:
+        """The `data` of every metrics event, in step order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events.c.data).where(events.c.job_id == job_id, events.c.type == "metrics")
+                                .order_by(events.c.step, events.c.seq))
+            return [r[0] for r in rows]
+
+    def count_events(self, job_id: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(events).where(events.c.job_id == job_id)).scalar()

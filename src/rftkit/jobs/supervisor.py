@@ -1,0 +1,245 @@
+"""The worker side of the service: each job runs as `python -m rftkit.cli train` in its own process.
+
+One thread in the server process loops every `poll` seconds:
+
+1. validate new jobs (data against the grader, the number of steps) -> queued or failed;
+2. for each running child: copy its new events.jsonl lines into the store, stop it when the
+   job was cancelled (SIGKILL to its process group) or asked to pause (SIGTERM: the trainer
+   finishes the step, writes a checkpoint and exits 3), and record how it ended;
+3. start queued jobs while fewer than `workers` run: with `--resume` from the newest
+   checkpoint when the run directory has one, after rewinding its events to that step.
+
+Children die with the server (PR_SET_PDEATHSIG sends them SIGTERM, so they pause with a
+checkpoint). On start, `recover` waits for such orphans, reads what they wrote, and puts
+jobs left running back in the queue: they resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rftkit.errors import RftkitError
+from rftkit.jobs import runs
+from rftkit.jobs.models import fine_tuned_name
+from rftkit.jobs.states import ACTIVE, JobConflict
+from rftkit.jobs.store import Store, now
+from rftkit.jobs.validate import validate_job
+
+PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
+ORPHAN_WAIT_S = 120.0
+
+
+@dataclass
+class Child:
+    job_id: str
+    process: subprocess.Popen
+    run_dir: Path
+    log: object
+    signalled: bool = False
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _alive_child_of(pid: int | None, run_dir: Path) -> bool:
+    """Whether `pid` is still the trainer of this run (not a recycled pid)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return str(run_dir) in cmdline
+
+
+def last_error(log_path: Path) -> str:
+    """The one-line reason `rftkit train` printed, else the end of its log."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "the worker left no log"
+    reasons = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return reasons[-1] if reasons else " | ".join(lines[-3:])[-2000:] or "the worker exited without a message"
+
+
+class Supervisor:
+    def __init__(self, store: Store, data_dir: Path, workers: int = 1, poll: float = 0.5,
+                 python: str = sys.executable):
+        self.store, self.data_dir, self.workers, self.poll, self.python = store, data_dir, workers, poll, python
+        self.children: dict[str, Child] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()  # set once recovery is done
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="rftkit-supervisor", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        self.recover()
+        self.ready.set()
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as err:  # noqa: BLE001 — a bad row must not stop every other job
+                print(f"rftkit supervisor: {type(err).__name__}: {err}", file=sys.stderr)
+            self._stop.wait(self.poll)
+        self._shutdown()
+
+    def stop(self, timeout: float = ORPHAN_WAIT_S) -> None:
+        """Pause every running job with a checkpoint and requeue it for the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _shutdown(self) -> None:
+        for child in self.children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for job_id, child in list(self.children.items()):
+            try:
+                child.process.wait(ORPHAN_WAIT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+            self._ingest(self.store.job(job_id))
+            child.log.close()
+            code = child.process.returncode
+            if code in (PAUSED_EXIT, -signal.SIGTERM, -signal.SIGKILL):
+                self._try(job_id, "requeue", "The server stopped; the job resumes from its checkpoint when it "
+                          "restarts", pid=None)
+            else:  # it ended on its own meanwhile
+                self._finished(self.store.job(job_id), code)
+        self.children.clear()
+
+    def recover(self) -> None:
+        """Jobs left running by a server that died: wait out their trainers, keep what they
+        wrote, and queue them again (paused ones stay paused)."""
+        for job in self.store.jobs_with_status(ACTIVE):
+            run_dir = Path(job["run_dir"])
+            deadline = time.monotonic() + ORPHAN_WAIT_S
+            while _alive_child_of(job["pid"], run_dir) and time.monotonic() < deadline:
+                time.sleep(0.2)  # it got SIGTERM when the server died and is writing a checkpoint
+            if _alive_child_of(job["pid"], run_dir):
+                os.killpg(job["pid"], signal.SIGKILL)  # its own group, started by this service
+            self._ingest(job)
+            summary = runs.read_json(run_dir / "summary.json") or {}
+            if summary.get("status") == "succeeded" and (run_dir / "model").is_dir():
+                self._try(job["id"], "succeed", "The job has successfully completed", pid=None,
+                          fine_tuned_model=fine_tuned_name(job))
+            else:
+                self._try(job["id"], "requeue", "The server restarted; the job resumes from its last checkpoint",
+                          pid=None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def tick(self) -> None:
+        for job in self.store.jobs_with_status(["validating_files"]):
+            self._validate(job)
+        for job_id in list(self.children):
+            self._watch(job_id)
+        for job in self.store.jobs_with_status(["queued"]):
+            if len(self.children) >= self.workers:
+                break
+            self._launch(job)
+
+    def _validate(self, job: dict) -> None:
+        try:
+            total_steps = validate_job(job, self.data_dir)
+        except RftkitError as err:
+            self._try(job["id"], "fail", f"Validation failed: {err}", level="error",
+                      error={"code": "invalid_training_file", "message": str(err), "param": "training_file"})
+            return
+        self._try(job["id"], "validated", "Files validated, moving job to queued state", total_steps=total_steps)
+
+    def _ingest(self, job: dict) -> None:
+        path = Path(job["run_dir"]) / "events.jsonl"
+        offset = job["events_offset"] or 0
+        while True:
+            rows, new_offset = runs.read_events(path, offset, job["total_steps"])
+            if new_offset == offset:
+                return
+            steps = [r["step"] for r in rows if r["type"] == "metrics" and r["step"] is not None]
+            self.store.ingest(job["id"], rows, new_offset,
+                              **({"steps_done": max(steps)} if steps else {}))
+            offset = new_offset
+
+    def _watch(self, job_id: str) -> None:
+        child = self.children[job_id]
+        job = self.store.job(job_id)
+        self._ingest(job)
+        code = child.process.poll()
+        if job["status"] == "cancelled":
+            self._cancel(child)
+        elif job["status"] == "pausing" and not child.signalled and code is None:
+            child.process.send_signal(signal.SIGTERM)  # the trainer only, not its grader sandboxes
+            child.signalled = True
+        if code is not None or job["status"] == "cancelled":
+            self._ingest(self.store.job(job_id))
+            child.log.close()
+            del self.children[job_id]
+            if job["status"] != "cancelled":
+                self._finished(self.store.job(job_id), code)
+
+    def _cancel(self, child: Child) -> None:
+        if child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGKILL)  # the trainer and its grader workers
+            child.process.wait()
+        for leftover in child.run_dir.glob(".tmp-checkpoint-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        self.store.update_job(child.job_id, pid=None)
+
+    def _finished(self, job: dict, code: int) -> None:
+        if code == 0:
+            self._try(job["id"], "succeed", "The job has successfully completed", pid=None,
+                      fine_tuned_model=fine_tuned_name(job), steps_done=job["total_steps"] or job["steps_done"])
+        elif code == PAUSED_EXIT or code == -signal.SIGTERM:  # the latter: asked to pause before training began
+            step = runs.newest_checkpoint(Path(job["run_dir"]))
+            self._try(job["id"], "stopped", f"Job paused at step {step}; resume continues from checkpoint-{step}",
+                      pid=None)
+        else:
+            reason = last_error(Path(job["run_dir"]).parent / "worker.log")
+            self._try(job["id"], "fail", f"Job failed: {reason}", level="error", pid=None,
+                      error={"code": "training_failed", "message": reason, "param": None})
+
+    def _launch(self, job: dict) -> None:
+        run_dir = Path(job["run_dir"])
+        self._ingest(job)
+        step = runs.newest_checkpoint(run_dir)
+        if step is None:  # nothing to resume: start clean, and forget events of an earlier attempt
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self.store.rewind_events(job["id"], None, 0)
+        else:
+            self.store.rewind_events(job["id"], step, runs.rewind_events_file(run_dir, step))
+        message = "Fine-tuning job started" if step is None else f"Resuming from checkpoint-{step}"
+        if not self._try(job["id"], "start", message, started_at=job["started_at"] or now(),
+                         attempts=job["attempts"] + 1):
+            return
+        command = [self.python, "-m", "rftkit.cli", "train", str(run_dir.parent / "job.yaml"), "--out", str(run_dir)]
+        log = (run_dir.parent / "worker.log").open("a", encoding="utf-8")
+        process = subprocess.Popen(command + (["--resume"] if step is not None else []), stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        self.children[job["id"]] = Child(job["id"], process, run_dir, log)
+        self.store.update_job(job["id"], pid=process.pid)
+
+    def _try(self, job_id: str, action: str, message: str, **values) -> bool:
+        """Apply a transition the worker makes; False when a user's action got there first."""
+        try:
+            self.store.change(job_id, action, message, **values)
+            return True
+        except JobConflict:
+            return False

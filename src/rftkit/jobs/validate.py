@@ -1,0 +1,107 @@
+"""The `validating_files` step: check a job's data against its grader before it is queued,
+and write the job spec its worker runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rftkit.config import parse_job, resolve_reinforcement, resolve_supervised
+from rftkit.data.validate import check_dataset
+from rftkit.errors import RftkitError
+from rftkit.graders.templates import item_fields
+
+
+def _rows(path: str, purpose: str, required: set[str], name: str) -> int:
+    checked = check_dataset(path, purpose, required_fields=required)
+    if checked.errors:
+        shown = "; ".join(str(p).replace(path, name) for p in checked.errors[:5])
+        more = f" (and {len(checked.errors) - 5} more)" if len(checked.errors) > 5 else ""
+        raise RftkitError(f"{len(checked.errors)} problem(s) for a {purpose} job: {shown}{more}")
+    return len(checked.examples)
+
+
+def validate_job(job: dict, data_dir: Path) -> int:
+    """Check the job's files; write DATA_DIR/jobs/<id>/job.yaml; return the run's total steps."""
+    spec = parse_job(job["spec"], job["id"])
+    purpose = spec.method.type
+    required = item_fields(spec.method.reinforcement.grader) if spec.method.reinforcement else set()
+    body = job["body"]
+    rows = _rows(spec.training_file, purpose, required, body["training_file"])
+    if spec.validation_file:
+        _rows(spec.validation_file, purpose, required, body["validation_file"])
+    if purpose == "reinforcement":
+        total = resolve_reinforcement(spec, rows).total_steps
+    else:
+        total = resolve_supervised(spec, rows).total_steps
+    folder = Path(job["run_dir"]).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "job.yaml").write_text(json.dumps(job["spec"], indent=1) + "\n")  # JSON is YAML
+    return total
+
+
+# ----------------------------------------------------------------------------- at creation
+
+
+def service_function_problems(spec: object, path: str = "grader") -> list[str]:
+    """`function` graders run in-process with the service's rights; over the API only rftkit's own.
+
+    >>> service_function_problems({"type": "multi", "graders": {"a": {"type": "function", "function": "os:system"}}})
+    ["grader.graders.a.function: 'os:system' — over the API, function graders may only name rftkit's own (rftkit.*); use a python grader, which runs sandboxed"]
+    """
+    found = []
+    if isinstance(spec, dict):
+        if spec.get("type") == "function" and not str(spec.get("function", "")).startswith("rftkit."):
+            found.append(f"{path}.function: {spec.get('function')!r} — over the API, function graders may only "
+                         "name rftkit's own (rftkit.*); use a python grader, which runs sandboxed")
+        for key, value in spec.items():
+            found += service_function_problems(value, f"{path}.{key}")
+    elif isinstance(spec, list):
+        for index, value in enumerate(spec):
+            found += service_function_problems(value, f"{path}[{index}]")
+    return found
+
+
+def _file_path(store, project: str, body: dict, field: str, method: str) -> str | None:
+    from rftkit.jobs.store import NotFound
+
+    file_id = body.get(field)
+    if file_id is None:
+        return None
+    try:
+        row = store.file(project, str(file_id))
+    except NotFound:
+        raise RftkitError(f"{field}: no file {file_id!r}", fix="upload it with purpose fine-tune first") from None
+    if row["kind"] and row["kind"] != method:
+        shape = "end with the user's turn" if method == "reinforcement" else "end with the assistant's answer"
+        raise RftkitError(f"{field}: {file_id} ({row['filename']}) holds {row['kind']} rows, but a {method} job "
+                          f"needs rows that {shape}")
+    return row["path"]
+
+
+def prepare_job(store, project: str, body: dict, data_dir: Path) -> dict:
+    """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400)."""
+    from rftkit.graders.validate import validate_grader
+    from rftkit.jobs.models import resolve_model
+    from rftkit.jobs.store import NotFound, new_id
+
+    if not isinstance(body, dict) or "training_file" not in body or "model" not in body:
+        raise RftkitError("the body needs model and training_file (and method)")
+    spec = dict(body)
+    spec.setdefault("method", {"type": "supervised"})
+    method = spec["method"].get("type") if isinstance(spec["method"], dict) else None
+    for field in ("training_file", "validation_file"):
+        spec[field] = _file_path(store, project, body, field, method)
+    try:
+        spec["model"] = str(resolve_model(store, project, str(body["model"]), data_dir))
+    except NotFound as err:
+        raise RftkitError(f"model: {err}") from None
+    parsed = parse_job({k: v for k, v in spec.items() if v is not None}, "body")
+    if parsed.method.reinforcement is not None:
+        grader = parsed.method.reinforcement.grader
+        problems = service_function_problems(grader) or validate_grader(grader, source="method.reinforcement.grader")
+        if problems:
+            raise RftkitError("; ".join(problems))
+    job_id = new_id("ftjob-")
+    return {"id": job_id, "body": body, "spec": parsed.model_dump(mode="json"),
+            "run_dir": str((data_dir / "jobs" / job_id / "run").resolve())}

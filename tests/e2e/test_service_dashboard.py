@@ -1,0 +1,122 @@
+"""The dashboard in a real browser (Playwright driving Debian's Chromium) against `rftkit serve`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from helpers import write_jsonl
+from service_helpers import GRADER, Server, reinforcement_method, rftkit_block, write_rl_files
+
+CHROMIUM = Path("/usr/bin/chromium")
+KEY = "dashboard-test-key"
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_dir):
+    root = tmp_path_factory.mktemp("dashboard")
+    shutil.copytree(tiny_dir, root / "data" / "models" / "tiny")
+    server = Server(root / "data", env={"RFTKIT_API_KEY": KEY}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(90_000)
+        foreign = []
+        page.on("request", lambda request: foreign.append(request.url)
+                if urlparse(request.url).netloc != urlparse(server.url).netloc else None)
+        page.goto(f"{server.url}/#key={KEY}")
+        yield page
+        browser.close()
+        assert foreign == [], "the dashboard must load nothing from outside the server"
+
+
+def api(server, method, path, **kwargs):
+    reply = httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, **kwargs)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def upload(server, path: Path) -> str:
+    return api(server, "POST", "/v1/files", data={"purpose": "fine-tune"}, files={"file": (path.name, path.read_bytes())})["id"]
+
+
+def reward_points(page) -> int:
+    count = page.get_attribute('[data-chart="reward"] polyline[data-series="train"]', "data-count")
+    return int(count or 0)
+
+
+def test_job_page_shows_live_charts_samples_and_pauses_and_resumes(server, page, tmp_path):
+    train, valid = write_rl_files(tmp_path)
+    body = {"model": "tiny", "training_file": upload(server, train), "validation_file": upload(server, valid), "seed": 3,
+            "method": reinforcement_method(eval_interval=5), "rftkit": rftkit_block(400)}
+    job = api(server, "POST", "/v1/fine_tuning/jobs", json=body)
+    page.click(f'tr[data-job="{job["id"]}"]')
+    page.wait_for_selector('[data-chart="reward"] polyline[data-series="train"]')
+    first = reward_points(page)
+    page.wait_for_function(f"""() => Number(document.querySelector('[data-chart="reward"] polyline[data-series="train"]')
+                                    .getAttribute('data-count')) > {first}""")  # the chart updates by itself
+    page.wait_for_selector("#samples .sample")
+    assert page.locator("#samples .sample").count() >= 4
+    assert "baseline" in page.inner_text("#eval-table")
+    page.wait_for_selector("#events-body tr")
+
+    page.click("#pause")
+    page.wait_for_selector('#job-head [data-status="paused"]')
+    assert page.is_enabled("#resume") and not page.is_enabled("#pause")
+    assert page.locator("#checkpoints-body tr").count() >= 1
+    paused_at = reward_points(page)
+    page.click("#resume")
+    page.wait_for_selector('#job-head [data-status="running"]')
+    page.wait_for_function(f"""() => Number(document.querySelector('[data-chart="reward"] polyline[data-series="train"]')
+                                    .getAttribute('data-count')) > {paused_at}""")
+    page.click("#cancel")
+    page.wait_for_selector('#job-head [data-status="cancelled"]')
+
+
+def test_new_job_page_uploads_tests_the_grader_and_launches(server, page, tmp_path):
+    train, valid = write_rl_files(tmp_path)
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"messages": [{"role": "user", "content": "ok"}]}, "{oops"])
+    page.click("text=New job")
+    page.set_input_files("#train-file", str(broken))
+    page.wait_for_selector("#train-file-result.error-box")
+    assert "broken.jsonl:2:" in page.inner_text("#train-file-result")
+    page.set_input_files("#train-file", str(train))
+    page.wait_for_selector("#train-file-result.ok-box")
+    assert "8 reinforcement rows" in page.inner_text("#train-file-result")
+    page.set_input_files("#valid-file", str(valid))
+    page.wait_for_selector("#valid-file-result.ok-box")
+    assert json.loads(page.input_value("#grader-item"))["messages"][0]["content"].startswith("say something")
+
+    page.fill("#grader", json.dumps({**GRADER, "input": "{{ sample.text }}"}))
+    page.click("#grader-test")
+    page.wait_for_selector("#grader-result.error-box")
+    assert "sample has output_text" in page.inner_text("#grader-result")
+    page.fill("#grader", json.dumps(GRADER))
+    page.fill("#grader-sample", "a cat")
+    page.click("#grader-test")
+    page.wait_for_selector("#grader-result.ok-box")
+    assert page.inner_text("#grader-result").startswith("reward 1")
+
+    page.select_option("#model", "tiny")
+    page.fill("#batch-size", "4")
+    page.fill("#seed", "3")
+    page.fill("#rftkit-block", json.dumps(rftkit_block(3)))
+    page.click("#launch")
+    page.wait_for_url(re.compile(r".*#/jobs/ftjob-"))
+    page.wait_for_selector('#job-head [data-status="succeeded"]')
+    assert "final" in page.inner_text("#eval-table")
+    assert page.locator('[data-chart="reward"] polyline[data-series="train"]').get_attribute("data-count") == "3"
