@@ -92,7 +92,7 @@ def evaluate(
     import json
 
     from rftkit.feedback.dataset import build_data
-    from rftkit.feedback.model import load_reward_model
+    from rftkit.models.reward import load_reward_model
     from rftkit.feedback.records import read_feedback_jsonl
     from rftkit.feedback.validation import validate
 
@@ -112,7 +112,7 @@ def score(
     """Print each head's calibrated score for one or more answers to a prompt."""
     import json
 
-    from rftkit.feedback.model import load_reward_model
+    from rftkit.models.reward import load_reward_model
 
     model = load_reward_model(model_dir)
     scores = model.score([[{"role": "user", "content": prompt}]] * len(answer), answer)

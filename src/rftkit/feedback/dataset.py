@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 from rftkit.errors import RftkitError
-from rftkit.feedback.model import HeadInfo
+from rftkit.models.reward import HeadInfo
 from rftkit.feedback.records import RATING_HIGH, RATING_LOW, FeedbackRecord
 
 PREFERENCE, SAFE = "preference", "safe"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rftkit.feedback.dataset import Comparison, FeedbackData, build_data, heads_for, split_records
 from rftkit.feedback.losses import RATING_LOSSES, bradley_terry_loss, flag_loss
-from rftkit.feedback.model import HeadInfo, RewardModel, new_reward_model, save_reward_model
+from rftkit.models.reward import HeadInfo, RewardModel, new_reward_model, save_reward_model
 from rftkit.feedback.records import RATING_HIGH, FeedbackRecord
 
 

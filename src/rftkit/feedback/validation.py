@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from rftkit.feedback.calibration import CALIBRATORS, apply_calibration, expected_calibration_error, sigmoid
+from rftkit.models.calibration import CALIBRATORS, apply_calibration, expected_calibration_error, sigmoid
 from rftkit.feedback.dataset import FeedbackData, label_target
-from rftkit.feedback.model import RewardModel
+from rftkit.models.reward import RewardModel
 
 
 def head_points(model: RewardModel, data: FeedbackData, raw_NH: torch.Tensor, k: int) -> tuple[list[float], list[float]]:

@@ -12,7 +12,7 @@ the members' rewards (population std) is reported as the sub-reward `ensemble_di
 2024), so it is worth watching next to the reward.
 
 The models load on first use and score `batch_size` samples per forward pass. torch and the
-model code (rftkit.feedback) are imported then, not when graders are imported: the API
+model code (rftkit.models.reward) are imported then, not when graders are imported: the API
 server imports graders and no torch.
 """
 
@@ -86,7 +86,7 @@ class RewardModelGrader(Grader):
 
     def __init__(self, spec: RewardModelSpec, context):
         super().__init__(spec, context)
-        from rftkit.feedback.artifact import read_meta  # json only: torch waits for first use
+        from rftkit.models.reward_artifact import read_meta  # json only: torch waits for first use
 
         paths = [spec.path] if isinstance(spec.path, str) else list(spec.path)
         self.paths = [p if Path(p).is_absolute() else Path(context.base_dir) / p for p in map(Path, paths)]
@@ -103,7 +103,7 @@ class RewardModelGrader(Grader):
     def models(self) -> list:
         with self._lock:
             if self._models is None:
-                from rftkit.feedback.model import load_reward_model
+                from rftkit.models.reward import load_reward_model
 
                 self._models = [load_reward_model(p, self.spec.device) for p in self.paths]
             return self._models

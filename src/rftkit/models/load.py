@@ -109,3 +109,9 @@ def save_policy(model: Any, tokenizer: Any, out: str | Path) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def trunk_and_head(model: torch.nn.Module):
+    """The transformer body and the output layer of a causal LM (PEFT-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()

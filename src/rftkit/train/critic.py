@@ -13,7 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from rftkit.train.logprobs import completion_states, trunk_and_head
+from rftkit.models.load import trunk_and_head
+from rftkit.train.logprobs import completion_states
 from rftkit.types import Batch
 
 

@@ -17,6 +17,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
+from rftkit.models.load import trunk_and_head
 from rftkit.types import Batch
 
 LARGE_VOCAB = 32_768  # above this, recompute chunk logits in backward rather than store them
@@ -38,12 +39,6 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, de
             completion_mask[row, : len(completion)] = 1
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     return Batch(input_ids.to(device), attention.to(device), positions.to(device), completion_mask.to(device), prompt_width)
-
-
-def trunk_and_head(model: torch.nn.Module):
-    """The transformer body and the output layer of a causal LM (PEFT-wrapped or not)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings()
 
 
 def completion_hidden_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from rftkit.feedback.calibration import (
+from rftkit.models.calibration import (
     CALIBRATORS,
     apply_calibration,
     expected_calibration_error,

@@ -8,7 +8,7 @@ import torch
 from rm_helpers import polite_feedback, train_polite_rm
 from rftkit.errors import RftkitError
 from rftkit.feedback.dataset import build_data, heads_for, split_records
-from rftkit.feedback.model import load_reward_model
+from rftkit.models.reward import load_reward_model
 from rftkit.feedback.records import Answer, ComparisonItem, FeedbackRecord, Judgement, read_feedback_jsonl
 
 
@@ -82,7 +82,7 @@ def test_unknown_criteria_are_refused(tmp_path):
 
 
 def test_the_bradley_terry_gradient_reaches_the_body(tiny_dir):
-    from rftkit.feedback.model import HeadInfo, new_reward_model
+    from rftkit.models.reward import HeadInfo, new_reward_model
     from rftkit.feedback.training import RMOptions, batch_loss
 
     records = [record("a", ["good", "bad"], preferred=0)]

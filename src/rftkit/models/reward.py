@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from rftkit.data.chat import encode_completion, encode_prompt
-from rftkit.feedback.artifact import FORMAT, META_FILE, read_meta
-from rftkit.feedback.calibration import apply_calibration
+from rftkit.models.reward_artifact import FORMAT, META_FILE, read_meta
+from rftkit.models.calibration import apply_calibration
 from rftkit.types import Example
 
 
@@ -100,7 +100,7 @@ class RewardModel(nn.Module):
 def new_reward_model(base: str, heads: list[HeadInfo], *, device: str = "auto", max_length: int = 512) -> RewardModel:
     """A reward model on the body of a causal LM (a model directory or hub name)."""
     from rftkit.models.load import load_policy
-    from rftkit.train.logprobs import trunk_and_head
+    from rftkit.models.load import trunk_and_head
 
     policy, tokenizer = load_policy(base, device)
     body, output = trunk_and_head(policy)
