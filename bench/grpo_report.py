@@ -53,7 +53,7 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"Command: `{report['command']}` ({report['seconds'] / 60:.0f} min). Machine: {m['cores']} cores "
-        f"({m['cpu']}), fp32 matmul peak {m['matmul_gflops']:.0f} GFLOP/s measured; Python {m['python']}, "
+        f"({m['cpu']}), {m['threads']} torch thread(s) per side, fp32 matmul peak {m['matmul_gflops']:.0f} GFLOP/s measured; Python {m['python']}, "
         f"torch {m['torch']}, transformers {m['transformers']}, TRL {m['trl']}, rftkit {m['rftkit']}.",
         "",
         "Equivalence (one fixed batch, identical weights): "

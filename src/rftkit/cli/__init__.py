@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from rftkit.cli import bench, config, data, evaluate, graders, model, train
+from rftkit.cli import bench, config, data, evaluate, graders, model, rm, serve, train
 from rftkit.errors import RftkitError
 from rftkit.monitor.console import console
 
@@ -33,6 +33,9 @@ app.add_typer(model.app, name="model")
 app.add_typer(config.app, name="config")
 app.command("grade")(graders.grade)
 app.add_typer(graders.app, name="graders")
+app.command("serve")(serve.serve)
+app.add_typer(serve.keys_app, name="keys")
+app.add_typer(rm.app, name="rm")
 app.command("bench")(bench.bench)
 
 

@@ -19,6 +19,7 @@ def bench(
     variants: str = typer.Option("full", help="Comma-separated of full, full-kl, lora, lora-kl; or all."),
     repeats: int = typer.Option(3, min=1, help="Runs per side and cell, alternating which side goes first."),
     steps: int = typer.Option(40, min=2, help="Training steps per run."),
+    threads: int = typer.Option(0, min=0, help="torch threads of each side (OMP_NUM_THREADS); 0: one per core."),
     work: Path = typer.Option(Path("runs/bench"), help="Prepared models, runs and results.json."),
     write: Path = typer.Option(None, help="Also write the results table into this markdown file (BENCHMARKS.md)."),
 ) -> None:
@@ -32,5 +33,5 @@ def bench(
     except ImportError:
         raise RftkitError("rftkit bench needs TRL", fix="pip install -e '.[bench]'") from None
     args = ["--presets", presets, "--variants", variants, "--repeats", str(repeats), "--steps", str(steps),
-            "--work", str(work)] + (["--quick"] if quick else []) + (["--write", str(write)] if write else [])
+            "--work", str(work)] + (["--threads", str(threads)] if threads else []) + (["--quick"] if quick else []) + (["--write", str(write)] if write else [])
     raise typer.Exit(subprocess.call([sys.executable, str(SCRIPT), *args]))
