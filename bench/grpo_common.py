@@ -70,7 +70,12 @@ def setup_process(settings: Settings) -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak resident set. VmHWM, not getrusage's ru_maxrss: a child started by
+    fork + exec inherits its parent's ru_maxrss, so a big parent would inflate every side."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------------- preparation

@@ -15,7 +15,7 @@ FIGURES = [
     ("generation_tokens_per_s", "generation tokens/s", "{:.0f}", True),
     ("training_tokens_per_s", "training tokens/s", "{:.0f}", True),
     ("peak_rss_mb", "peak RSS (MB)", "{:.0f}", False),
-    ("flop_utilisation", "training FLOP utilisation", "{:.1%}", True),
+    ("flop_utilisation", "training FLOP utilisation (6·P·tokens/s ÷ peak)", "{:.1%}", True),
     ("time_to_threshold_s", "time to held-out threshold (s)", "{:.1f}", False),
 ]
 
@@ -42,9 +42,9 @@ def curve_text(curve: list[dict]) -> str:
 
 def print_cell(cell: dict, log) -> None:
     log(f"{cell['label']} ({cell['params']:,} parameters, threshold {cell['threshold']}):")
-    log(f"  {'':32} {'rftkit':>12} {'trl':>12} {'ratio':>7}")
+    log(f"  {'':48} {'rftkit':>12} {'trl':>12} {'ratio':>7}")
     for label, ours, theirs, r in rows(cell):
-        log(f"  {label:32} {ours:>12} {theirs:>12} {r:>7}")
+        log(f"  {label:48} {ours:>12} {theirs:>12} {r:>7}")
     for side in ("rftkit", "trl"):
         log(f"  held-out reward vs training seconds, {side} (repeat 1): {curve_text(cell[side]['held_out_curves'][0])}")
 
