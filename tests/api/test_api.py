@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -211,3 +212,21 @@ def test_the_api_process_never_imports_torch(tmp_path):
             "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_deleting_models_refuses_base_models_and_checkpoints_a_job_may_resume_from(api):
+    client, keys, tmp_path, model = api
+    headers = auth(keys["alpha"])
+    job = new_job(client, keys["alpha"], tmp_path, model).json()
+    refused = client.delete(f"/v1/models/{model}", headers=headers)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_deletable"
+    assert "is a base model" in refused.json()["error"]["message"]
+    assert client.delete("/v1/models/no-such-model", headers=headers).status_code == 404
+    name = f"ft:{Path(model).name}:alpha::{job['id']}"
+    assert client.delete(f"/v1/models/{name}", headers=headers).status_code == 404  # not trained yet
+    wait_status(client, keys["alpha"], job["id"], "queued")
+    folder = tmp_path / "data" / "jobs" / job["id"] / "run" / "checkpoint-1" / "model"
+    folder.mkdir(parents=True)  # as a paused job's checkpoint
+    conflict = client.delete(f"/v1/models/{name}:ckpt-step-1", headers=headers)
+    assert conflict.status_code == 409 and "may resume from its checkpoints" in conflict.text and folder.is_dir()
+    assert client.delete(f"/v1/models/{name}:ckpt-step-1", headers=auth(keys["beta"])).status_code == 404

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 
+import httpx
 import openai
 import pytest
 
@@ -28,6 +30,19 @@ def all_events(client, job_id):
     return list(client.fine_tuning.jobs.list_events(job_id, limit=1000))
 
 
+def start_job(client, folder, steps):
+    """A reinforcement job on the tiny model over freshly uploaded data."""
+    train, _ = write_rl_files(folder)
+    training = client.files.create(file=train.open("rb"), purpose="fine-tune")
+    return client.fine_tuning.jobs.create(model="tiny", training_file=training.id, method=reinforcement_method(),
+                                          extra_body={"rftkit": rftkit_block(steps)})
+
+
+def finished(client, job_id):
+    return wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job_id)).status in ("succeeded", "failed") and j,
+                    what="the job to finish")
+
+
 def status_of(client, job_id):
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.status != "failed", job.error
@@ -49,11 +64,13 @@ def test_lifecycle_upload_train_pause_resume_checkpoints_chat(service):
     assert client.fine_tuning.jobs.create(**create).id == job.id  # the same key creates at most one job
     assert job.status == "validating_files" and job.method.type == "reinforcement"
 
-    wait_for(lambda: status_of(client, job.id) and metrics_steps(all_events(client, job.id)),
-             what="the first step's metrics")
+    running = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).estimated_finish and j,
+                       what="the first step's metrics, and an estimated finish from its time")
+    assert running.status == "running" and running.estimated_finish >= int(time.time()) - 1
     paused = client.fine_tuning.jobs.pause(job.id)
     assert paused.status == "pausing"
     wait_for(lambda: status_of(client, job.id) == "paused", what="paused")
+    assert client.fine_tuning.jobs.retrieve(job.id).estimated_finish is None
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
     at = checkpoints[0].step_number
     assert 1 <= at < STEPS and checkpoints[0].fine_tuned_model_checkpoint.endswith(f":{job.id}:ckpt-step-{at}")
@@ -61,10 +78,21 @@ def test_lifecycle_upload_train_pause_resume_checkpoints_chat(service):
         client.fine_tuning.jobs.pause(job.id)  # already paused
 
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
-    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
-                    what="the job to finish")
+    done = finished(client, job.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model == f"ft:tiny:default:adds:{job.id}"
+    assert done.estimated_finish is None
+    rows = httpx.get(f"{server.url}/v1/fine_tuning/jobs/{job.id}/metrics",
+                     headers={"Authorization": f"Bearer {client.api_key}"}).json()["data"]
+    assert done.trained_tokens == sum(r["train_tokens"] for r in rows) > 0  # each step once, across the pause
+    [result] = done.result_files
+    assert client.files.retrieve(result).purpose == "fine-tune-results"
+    lines = client.files.content(result).read().decode().splitlines()
+    header = lines[0].split(",")
+    assert header[0] == "step" and {"train_reward_mean", "train_tokens"} <= set(header)
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, STEPS + 1))
+    at = header.index("train_tokens")
+    assert sum(float(line.split(",")[at]) for line in lines[1:]) == done.trained_tokens
 
     events = all_events(client, job.id)
     assert metrics_steps(events) == list(range(1, STEPS + 1))  # each step once, across the pause
@@ -91,10 +119,7 @@ def test_lifecycle_upload_train_pause_resume_checkpoints_chat(service):
 
 def test_cancel_a_running_job_stops_its_worker(service):
     server, client, root = service
-    train, _ = write_rl_files(root / "cancel-files")
-    training = client.files.create(file=train.open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, method=reinforcement_method(),
-                                         extra_body={"rftkit": rftkit_block(500)})
+    job = start_job(client, root / "cancel-files", 500)
     wait_for(lambda: status_of(client, job.id) and metrics_steps(all_events(client, job.id)), what="training to begin")
     assert trainers_of(job.id)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
@@ -107,3 +132,49 @@ def test_cancel_a_running_job_stops_its_worker(service):
     assert page.data[0].id == job.id and page.has_more
     older = client.fine_tuning.jobs.list(limit=1, after=job.id)
     assert older.data[0].id != job.id
+
+
+def test_delete_a_fine_tuned_model_and_a_checkpoint_but_not_a_base_model(service):
+    server, client, root = service
+    job = start_job(client, root / "delete-files", 2)
+    done = finished(client, job.id)
+    assert done.status == "succeeded", done.error
+    checkpoint = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].fine_tuned_model_checkpoint
+    say = [{"role": "user", "content": "say a"}]
+
+    deleted = client.models.delete(done.fine_tuned_model)
+    assert (deleted.id, deleted.object, deleted.deleted) == (done.fine_tuned_model, "model", True)
+    names = {m.id for m in client.models.list()}
+    assert done.fine_tuned_model not in names and {checkpoint, "tiny"} <= names
+    for gone in (lambda: client.models.retrieve(done.fine_tuned_model),
+                 lambda: client.chat.completions.create(model=done.fine_tuned_model, messages=say, max_tokens=4),
+                 lambda: client.models.delete(done.fine_tuned_model)):
+        with pytest.raises(openai.NotFoundError):
+            gone()
+    assert client.chat.completions.create(model=checkpoint, messages=say, max_tokens=4).choices
+    assert client.models.delete(checkpoint).deleted
+    assert checkpoint not in {m.id for m in client.models.list()}
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.models.delete("tiny")
+    assert "is a base model" in str(refused.value)
+    assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == done.fine_tuned_model  # the job stays
+
+
+def test_stream_a_chat_completion(service):
+    server, client, _ = service
+    say = dict(model="tiny", messages=[{"role": "user", "content": "say a"}], max_tokens=12, seed=5)
+    whole = client.chat.completions.create(**say)
+    chunks = list(client.chat.completions.create(**say, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant" and len({c.id for c in chunks}) == 1
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == \
+        [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**say, "stream": True},
+                      headers={"Authorization": f"Bearer {client.api_key}"}, timeout=120) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in reply.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: {") for line in lines[:-1])
+    with pytest.raises(openai.NotFoundError):  # errors come before the stream, as JSON
+        client.chat.completions.create(**{**say, "model": "no-such-model"}, stream=True)

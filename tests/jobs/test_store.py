@@ -26,6 +26,23 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
 
 
+def test_a_database_from_an_older_version_gets_the_new_columns(engine):
+    from sqlalchemy import text
+
+    from rftkit.jobs.db import add_missing_columns
+
+    with engine.begin() as conn:  # as a database created before these columns existed
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN trained_tokens"))
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN result_files"))
+    assert add_missing_columns(engine) == ["jobs.trained_tokens", "jobs.result_files"]
+    assert add_missing_columns(engine) == []
+    store = Store(engine)
+    store.create_job("alpha", job_values("ftjob-old"))
+    store.update_job("ftjob-old", trained_tokens=12, result_files=["file-r"])
+    job = store.job("ftjob-old")
+    assert job["trained_tokens"] == 12 and job["result_files"] == ["file-r"]
+
+
 def test_jobs_paginate_newest_first_per_project(engine):
     store = Store(engine)
     for n in range(5):
@@ -80,11 +97,16 @@ def test_status_changes_are_compare_and_set(engine):
 def test_run_events_rewind_to_the_resumed_checkpoint(engine):
     store = Store(engine)
     store.create_job("alpha", job_values("ftjob-a"))
-    rows = [{"message": f"step {s}", "type": "metrics", "step": s, "data": {"step": s}} for s in (1, 2, 3, 4)]
-    store.ingest("ftjob-a", rows + [{"message": "no step", "step": None}], 500, steps_done=4)
+    rows = [{"message": f"step {s}", "type": "metrics", "step": s, "data": {"metrics": {"step": s, "train_tokens": 10 * s}}}
+            for s in (1, 2, 3, 4)]
+    store.ingest("ftjob-a", rows[:1], 100)
+    store.ingest("ftjob-a", rows[1:] + [{"message": "no step", "step": None}], 500, steps_done=4)
+    assert store.job("ftjob-a")["trained_tokens"] == 10 + 20 + 30 + 40
     store.add_event("ftjob-a", "from the service")
     assert store.rewind_events("ftjob-a", 2, 200) == 2
     assert [r["step"] for r in store.metrics_rows("ftjob-a")] == [1, 2]
+    assert [r["step"] for r in store.metrics_rows("ftjob-a", last=1)] == [2]
+    assert store.job("ftjob-a")["trained_tokens"] == 10 + 20
     events, _ = store.list_events("ftjob-a", None, 100)
     assert [e["message"] for e in events] == ["from the service", "no step", "step 2", "step 1",
                                               "Validating training file"]
@@ -92,6 +114,7 @@ def test_run_events_rewind_to_the_resumed_checkpoint(engine):
     older, more = store.list_events("ftjob-a", event_id(events[1]["seq"]), 2)
     assert [e["message"] for e in older] == ["step 2", "step 1"] and more
     assert store.rewind_events("ftjob-a", None, 0) == 3  # a fresh start forgets every run event
+    assert store.job("ftjob-a")["trained_tokens"] is None
 
 
 def test_keys_are_hashed_scoped_and_revocable(engine):

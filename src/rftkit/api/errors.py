@@ -1,7 +1,7 @@
 """Errors as OpenAI returns them: `{"error": {"message", "type", "param", "code"}}`.
 
-RftkitError (a problem with the request) answers 400, its NotFound 404, JobConflict 409;
-a missing or bad key 401.
+RftkitError (a problem with the request) answers 400, its NotFound and the feedback store's
+UnknownRecord 404, JobConflict 409; a missing or bad key 401.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rftkit.errors import RftkitError
+from rftkit.feedback.records import UnknownRecord
+from rftkit.jobs.models import ModelNotDeletable
 from rftkit.jobs.states import JobConflict
 from rftkit.jobs.store import NotFound
 
@@ -23,8 +25,10 @@ def error_response(status: int, message: str, kind: str = "invalid_request_error
 
 
 def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
-    if isinstance(err, NotFound):
+    if isinstance(err, (NotFound, UnknownRecord)):
         return error_response(404, str(err), code="not_found")
+    if isinstance(err, ModelNotDeletable):
+        return error_response(403, str(err), code="model_not_deletable")
     if isinstance(err, JobConflict):
         return error_response(409, str(err), code="invalid_state")
     return error_response(400, str(err))

@@ -12,10 +12,11 @@ from rftkit.api.auth import project
 from rftkit.api.shapes import checkpoint_id, checkpoint_object, event_object, job_object, page
 from rftkit.jobs import runs
 from rftkit.jobs.states import JobConflict
-from rftkit.jobs.store import NotFound
+from rftkit.jobs.store import NotFound, now
 from rftkit.jobs.validate import prepare_job
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
+RECENT_STEPS = 20  # steps whose mean time estimates when a running job finishes
 
 MESSAGES = {
     "cancel": "Fine-tuning job cancelled",
@@ -28,6 +29,15 @@ def _service(request: Request):
     return request.app.state.service
 
 
+def _job(service, job: dict) -> dict:
+    """The job as OpenAI's object; while it runs, with the time it should finish."""
+    finish = None
+    if job["status"] == "running":
+        recent = service.store.metrics_rows(job["id"], last=RECENT_STEPS)
+        finish = runs.estimate_finish(recent, job["total_steps"], now())
+    return job_object(job, finish)
+
+
 def _create(service, owner: str, body: dict, key: str | None) -> dict:
     values = prepare_job(service.store, owner, body, service.data_dir)
     job, _created = service.store.create_job(owner, values, key)
@@ -37,28 +47,30 @@ def _create(service, owner: str, body: dict, key: str | None) -> dict:
 @router.post("")
 async def create_job(request: Request, body: dict = Body(...), owner: str = Depends(project),
                      idempotency_key: str | None = Header(None)) -> dict:
-    job = await run_in_threadpool(_create, _service(request), owner, body, idempotency_key)
-    return job_object(job)
+    service = _service(request)
+    return _job(service, await run_in_threadpool(_create, service, owner, body, idempotency_key))
 
 
 @router.get("")
 def list_jobs(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=100),
               owner: str = Depends(project)) -> dict:
-    rows, more = _service(request).store.list_jobs(owner, after, limit)
-    return page([job_object(r) for r in rows], more)
+    service = _service(request)
+    rows, more = service.store.list_jobs(owner, after, limit)
+    return page([_job(service, r) for r in rows], more)
 
 
 @router.get("/{job_id}")
 def retrieve_job(request: Request, job_id: str, owner: str = Depends(project)) -> dict:
-    return job_object(_service(request).store.job(job_id, owner))
+    service = _service(request)
+    return _job(service, service.store.job(job_id, owner))
 
 
 def _act(request: Request, job_id: str, owner: str, action: str) -> dict:
-    store = _service(request).store
-    job = store.job(job_id, owner)
+    service = _service(request)
+    job = service.store.job(job_id, owner)
     if action == "pause" and job["spec"]["method"]["type"] != "reinforcement":
         raise JobConflict("only reinforcement jobs can pause (supervised runs have no checkpoints to resume)")
-    return job_object(store.change(job_id, action, MESSAGES[action], project=owner))
+    return _job(service, service.store.change(job_id, action, MESSAGES[action], project=owner))
 
 
 @router.post("/{job_id}/cancel")
@@ -103,8 +115,7 @@ def job_metrics(request: Request, job_id: str, owner: str = Depends(project)) ->
     """rftkit: every step's flat metrics row, in step order (for charts)."""
     store = _service(request).store
     store.job(job_id, owner)
-    rows = [d.get("metrics", d) for d in store.metrics_rows(job_id) if isinstance(d, dict)]
-    return {"object": "list", "data": rows, "has_more": False}
+    return {"object": "list", "data": store.metrics_rows(job_id), "has_more": False}
 
 
 @router.get("/{job_id}/samples")

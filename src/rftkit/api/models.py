@@ -9,13 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from rftkit.api.auth import project
 from rftkit.api.errors import error_response
 from rftkit.api.shapes import model_object
+from rftkit.api.stream import completion_events
 from rftkit.errors import RftkitError
 from rftkit.jobs import runs
 from rftkit.jobs.models import checkpoint_name, local_models, resolve_model
+from rftkit.jobs.models import delete_model as remove_model
 from rftkit.jobs.store import NotFound
 from rftkit.serving.client import WorkerFailed
 
@@ -29,9 +32,11 @@ def all_models(service, owner: str) -> list[dict]:
         found.setdefault(name, model_object(name, created, "rftkit"))
     jobs, _ = service.store.list_jobs(owner, None, 1000)
     for job in jobs:
-        if job["fine_tuned_model"]:
+        if job["fine_tuned_model"] and (Path(job["run_dir"]) / "model").is_dir():  # not deleted
             found[job["fine_tuned_model"]] = model_object(job["fine_tuned_model"], job["finished_at"] or 0, owner)
         for checkpoint in runs.checkpoints(Path(job["run_dir"])):
+            if not checkpoint["model_dir"].is_dir():
+                continue
             name = checkpoint_name(job, checkpoint["step"])
             found[name] = model_object(name, checkpoint["created_at"], owner)
     return list(found.values())
@@ -48,6 +53,14 @@ def retrieve_model(request: Request, model: str, owner: str = Depends(project)) 
         if found["id"] == model:
             return found
     raise NotFound(f"The model '{model}' does not exist")
+
+
+@router.delete("/models/{model:path}")
+def delete_model(request: Request, model: str, owner: str = Depends(project)) -> dict:
+    """A fine-tuned model or checkpoint (its weights; the job stays). Base models answer 403."""
+    service = request.app.state.service
+    remove_model(service.store, owner, model, service.data_dir)
+    return {"id": model, "object": "model", "deleted": True}
 
 
 def _text(content: Any, at: str) -> str:
@@ -71,8 +84,6 @@ def _messages(messages: Any) -> list[dict]:
 
 
 def _sampling(body: dict) -> dict:
-    if body.get("stream"):
-        raise RftkitError("stream: streaming is not supported by rftkit serve", fix="leave stream unset")
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or 64
     n = body.get("n") or 1
     if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 16:
@@ -95,9 +106,24 @@ def _complete(service, owner: str, body: dict) -> dict:
             "model": name, "choices": choices, "usage": usage, "system_fingerprint": None}
 
 
+def _stream_options(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage) from the body, checked."""
+    stream, options = body.get("stream") or False, body.get("stream_options") or {}
+    if not isinstance(stream, bool) or not isinstance(options, dict):
+        raise RftkitError("stream must be true or false, and stream_options an object")
+    if options and not stream:
+        raise RftkitError("stream_options: only with stream: true")
+    return stream, bool(options.get("include_usage"))
+
+
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: dict = Body(...), owner: str = Depends(project)):
+    stream, include_usage = _stream_options(body)
     try:
-        return await run_in_threadpool(_complete, request.app.state.service, owner, body)
+        completion = await run_in_threadpool(_complete, request.app.state.service, owner, body)
     except WorkerFailed as err:
         return error_response(500, str(err), "server_error")
+    if not stream:
+        return completion
+    return StreamingResponse(completion_events(completion, include_usage), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

@@ -31,19 +31,48 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def job_object(job: dict) -> dict:
+def job_settings(spec: dict) -> dict:
+    """The settings the dashboard's compare view lays side by side (from the job spec).
+
+    >>> spec = {"seed": 3, "method": {"type": "reinforcement", "reinforcement": {
+    ...     "grader": {"type": "string_check", "name": "exact"}, "hyperparameters": {"batch_size": 4,
+    ...     "learning_rate_multiplier": 2.0}}}, "rftkit": {"algorithm": "grpo", "group_size": 8,
+    ...     "learning_rate": 1e-5, "kl": {"coef": 0.0}, "lora": {"enabled": False}}}
+    >>> job_settings(spec)["learning_rate"], job_settings(spec)["grader"]
+    (2e-05, 'exact (string_check)')
+    """
+    method = spec["method"]
+    block = method.get(method["type"]) or {}
+    hp, options = block.get("hyperparameters") or {}, spec.get("rftkit") or {}
+    multiplier = hp.get("learning_rate_multiplier")
+    grader = block.get("grader") or {}
+    reinforcement = method["type"] == "reinforcement"
+    return {
+        "method": method["type"],
+        "algorithm": options.get("algorithm") if reinforcement else None,
+        "group_size": options.get("group_size") if reinforcement else None,
+        "learning_rate": options.get("learning_rate", 0) * (multiplier if isinstance(multiplier, (int, float)) else 1),
+        "batch_size": hp.get("batch_size", "auto"), "n_epochs": hp.get("n_epochs", "auto"),
+        "grader": f"{grader.get('name')} ({grader.get('type')})" if grader else None,
+        "kl_coef": (options.get("kl") or {}).get("coef"), "lora": bool((options.get("lora") or {}).get("enabled")),
+        "seed": spec.get("seed"),
+    }
+
+
+def job_object(job: dict, estimated_finish: int | None = None) -> dict:
     spec, body = job["spec"], job["body"]
     method = _drop_none(spec["method"])
     return {
         "id": job["id"], "object": "fine_tuning.job", "created_at": job["created_at"], "error": job["error"],
         "fine_tuned_model": job["fine_tuned_model"], "finished_at": job["finished_at"],
         "hyperparameters": _hyperparameters(method), "model": body["model"], "organization_id": job["project"],
-        "result_files": [], "seed": spec["seed"], "status": job["status"], "trained_tokens": None,
+        "result_files": job.get("result_files") or [], "seed": spec["seed"], "status": job["status"],
+        "trained_tokens": job.get("trained_tokens"),
         "training_file": body["training_file"], "validation_file": body.get("validation_file"),
-        "estimated_finish": None, "integrations": [], "metadata": spec.get("metadata"), "method": method,
+        "estimated_finish": estimated_finish, "integrations": [], "metadata": spec.get("metadata"), "method": method,
         "suffix": spec.get("suffix"),
         "rftkit": {"steps_done": job["steps_done"], "total_steps": job["total_steps"], "attempts": job["attempts"],
-                   "started_at": job["started_at"]},
+                   "started_at": job["started_at"], "settings": job_settings(spec)},
     }
 
 

@@ -32,6 +32,10 @@ RATING_LOW, RATING_HIGH = 1, 5
 MAX_REPORTED = 20  # problems listed in one error before "... and N more"
 
 
+class UnknownRecord(RftkitError):
+    """No such item or judgement in the store (the API answers 404)."""
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

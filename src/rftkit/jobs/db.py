@@ -1,7 +1,8 @@
 """The service's tables and database engine: SQLite by default, PostgreSQL through the same code.
 
 SQLite runs in WAL mode with a busy timeout, so the API's readers never block the worker's
-writer and concurrent writers wait instead of failing. Tables are created on first use.
+writer and concurrent writers wait instead of failing. Tables are created on first use, and
+columns added since a database was created are added to it (all such columns are nullable).
 Ids seen by users (`ftjob-…`, `file-…`) are random; each table also has an integer `seq`
 that orders rows for cursor pagination.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 
 from rftkit.errors import RftkitError
@@ -62,6 +63,8 @@ jobs = Table(
     Column("steps_done", Integer, nullable=False, default=0),
     Column("total_steps", Integer),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("trained_tokens", BigInteger),  # the sum of train_tokens over the metrics events
+    Column("result_files", JSON),  # ids of the files written when the job succeeded
 )
 
 events = Table(
@@ -99,6 +102,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def add_missing_columns(engine: Engine) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for columns this version has and the database lacks; their names."""
+    inspector = inspect(engine)
+    added = []
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                    added.append(f"{table.name}.{column.name}")
+    return added
+
+
 def open_engine(url: str) -> Engine:
     """An engine with the tables created. postgresql:// URLs use psycopg 3."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -110,6 +128,7 @@ def open_engine(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         metadata.create_all(engine)
+        add_missing_columns(engine)
     except ModuleNotFoundError as err:
         raise RftkitError(f"--db {url}: the driver is not installed ({err.name})",
                           fix="pip install 'rftkit[postgres]' for PostgreSQL") from None

@@ -8,11 +8,18 @@ directories: a name under DATA_DIR/models/, or a path on the server.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
+from rftkit.errors import RftkitError
+from rftkit.jobs.states import TERMINAL, JobConflict
 from rftkit.jobs.store import NotFound, Store
 
 CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-(\d+)$")
+
+
+class ModelNotDeletable(RftkitError):
+    """A model the API may not delete: a base model (HTTP 403)."""
 
 
 def fine_tuned_name(job: dict) -> str:
@@ -52,7 +59,7 @@ def fine_tuned_dir(store: Store, project: str, name: str) -> Path:
     step = CHECKPOINT_SUFFIX.search(name)
     run_dir = Path(job["run_dir"])
     if step is None:
-        if name != fine_tuned_name(job) or job["fine_tuned_model"] is None:
+        if name != fine_tuned_name(job) or job["fine_tuned_model"] is None or not (run_dir / "model").is_dir():
             raise NotFound(f"no model {name!r}" + ("" if name != fine_tuned_name(job) else
                                                    f"; job {job_id} is {job['status']}, try one of its checkpoints"))
         return run_dir / "model"
@@ -73,3 +80,21 @@ def resolve_model(store: Store, project: str, name: str, data_dir: Path) -> Path
         return name  # a hub name: the worker loads it when online
     raise NotFound(f"no model {name!r}", fix=f"name a directory under {data_dir / 'models'}, an absolute "
                                              "path to a Hugging Face model directory, or an ft: model")
+
+
+def delete_model(store: Store, project: str, name: str, data_dir: Path) -> None:
+    """Delete a fine-tuned model's or a checkpoint's weights (the job and its metrics stay).
+
+    Base models answer ModelNotDeletable; checkpoints of a job that may still resume from
+    them, JobConflict."""
+    if not name.startswith("ft:"):
+        if base_model_dir(name, data_dir) is not None or name in dict(store.base_models(project)):
+            raise ModelNotDeletable(f"{name!r} is a base model; only fine-tuned models (ft:...) can be deleted",
+                                    fix=f"remove it from {data_dir / 'models'} on the server")
+        raise NotFound(f"The model '{name}' does not exist")
+    folder = fine_tuned_dir(store, project, name)
+    job = store.job(next(part for part in name.split(":") if part.startswith("ftjob-")), project)
+    if job["status"] not in TERMINAL:
+        raise JobConflict(f"job {job['id']} is {job['status']} and may resume from its checkpoints",
+                          fix="cancel the job, or wait for it to finish")
+    shutil.rmtree(folder)

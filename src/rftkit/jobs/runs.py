@@ -8,6 +8,8 @@ timing and usage, plus the flat row for charts.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -144,3 +146,41 @@ def sample_steps(run_dir: Path) -> dict[str, list[int]]:
     for row in samples(run_dir, None, None, most=10**9):
         steps.setdefault(row.get("split", "train"), set()).add(row.get("step") or 0)
     return {split: sorted(found) for split, found in steps.items()}
+
+
+def estimate_finish(recent: list[dict], total_steps: int | None, at: int) -> int | None:
+    """Unix seconds when a running job should finish: after its newest metrics row (written at
+    `created_at`), the steps left at the mean `time_step` of `recent` rows; None without them.
+
+    >>> estimate_finish([{"step": 3, "time_step": 2.0, "created_at": 100},
+    ...                  {"step": 4, "time_step": 4.0, "created_at": 104}], 10, at=105)
+    122
+    >>> estimate_finish([], 10, at=105) is None
+    True
+    """
+    times = [r["time_step"] for r in recent if isinstance(r.get("time_step"), (int, float))]
+    if not times or not total_steps:
+        return None
+    newest = recent[-1]
+    left = max(total_steps - int(newest.get("step") or 0), 0)
+    return max(at, int(newest.get("created_at") or at) + round(left * sum(times) / len(times)))
+
+
+def metrics_csv(rows: list[dict]) -> str:
+    """Every step's metrics as CSV (OpenAI's step_metrics result file): `step` first, then
+    every numeric metric any row has, in order of first appearance; blank where a step lacks one.
+
+    >>> print(metrics_csv([{"step": 1, "train_reward_mean": 0.5, "note": "x"}, {"step": 2, "valid_reward_mean": 1}]), end="")
+    step,train_reward_mean,valid_reward_mean
+    1,0.5,
+    2,,1
+    """
+    columns = ["step"]
+    for row in rows:
+        columns += [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and k not in columns and k != "created_at"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

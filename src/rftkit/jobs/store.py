@@ -46,6 +46,13 @@ def _seq_of_event(event: str) -> int:
         raise NotFound(f"no event {event!r}") from None
 
 
+def _train_tokens(data: Any) -> int:
+    """The tokens one metrics event's step trained on (its row's `train_tokens`; 0 without one)."""
+    row = data.get("metrics", data) if isinstance(data, dict) else {}
+    tokens = row.get("train_tokens") if isinstance(row, dict) else None
+    return int(tokens) if isinstance(tokens, (int, float)) else 0
+
+
 def _page(conn: Connection, query, seq_column, after_seq: int | None, limit: int) -> tuple[list[dict], bool]:
     """Newest first, strictly older than `after_seq`, at most `limit` rows, and whether more exist."""
     if after_seq is not None:
@@ -191,7 +198,11 @@ class Store:
             self._event(conn, job_id, message, **fields)
 
     def ingest(self, job_id: str, rows: list[dict], offset: int, **values: Any) -> None:
-        """Add events read from the run's events.jsonl and move the read offset, atomically."""
+        """Add events read from the run's events.jsonl and move the read offset, atomically;
+        add the tokens their steps trained on to the job's `trained_tokens`."""
+        trained = [_train_tokens(r.get("data")) for r in rows if r.get("type") == "metrics"]
+        if trained:
+            values["trained_tokens"] = func.coalesce(jobs.c.trained_tokens, 0) + sum(trained)
         with self.engine.begin() as conn:
             for row in rows:
                 self._event(conn, job_id, from_run=True, **row)
@@ -205,7 +216,10 @@ class Store:
             condition = and_(condition, events.c.step.is_not(None), events.c.step > step)
         with self.engine.begin() as conn:
             dropped = conn.execute(delete(events).where(condition)).rowcount
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(events_offset=offset))
+            kept = conn.execute(select(events.c.data).where(events.c.job_id == job_id, events.c.type == "metrics"))
+            tokens = [_train_tokens(data) for data in kept.scalars()]
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                events_offset=offset, trained_tokens=sum(tokens) if tokens else None))
         return dropped
 
     def list_events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
@@ -213,12 +227,16 @@ class Store:
         with self.engine.connect() as conn:
             return _page(conn, select(events).where(events.c.job_id == job_id), events.c.seq, after_seq, limit)
 
-    def metrics_rows(self, job_id: str) -> list[dict]:
-        """The `data` of every metrics event, in step order."""
+    def metrics_rows(self, job_id: str, last: int | None = None) -> list[dict]:
+        """The flat metrics.jsonl row of every metrics event (the `last` ones only), in step order,
+        each with `created_at`, the time its event was written."""
+        query = select(events.c.data, events.c.created_at).where(events.c.job_id == job_id, events.c.type == "metrics")
         with self.engine.connect() as conn:
-            rows = conn.execute(select(events.c.data).where(events.c.job_id == job_id, events.c.type == "metrics")
-                                .order_by(events.c.step, events.c.seq))
-            return [r[0] for r in rows]
+            if last is None:
+                found = conn.execute(query.order_by(events.c.step, events.c.seq)).all()
+            else:
+                found = conn.execute(query.order_by(events.c.step.desc(), events.c.seq.desc()).limit(last)).all()[::-1]
+        return [{**data.get("metrics", data), "created_at": created} for data, created in found if isinstance(data, dict)]
 
     def count_events(self, job_id: str) -> int:
         with self.engine.connect() as conn:

@@ -31,7 +31,7 @@ from rftkit.errors import RftkitError
 from rftkit.jobs import runs
 from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
-from rftkit.jobs.store import Store, now
+from rftkit.jobs.store import Store, new_id, now
 from rftkit.jobs.validate import validate_job
 
 PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
@@ -138,8 +138,7 @@ class Supervisor:
             self._ingest(job)
             summary = runs.read_json(run_dir / "summary.json") or {}
             if summary.get("status") == "succeeded" and (run_dir / "model").is_dir():
-                self._try(job["id"], "succeed", "The job has successfully completed", pid=None,
-                          fine_tuned_model=fine_tuned_name(job))
+                self._succeed(self.store.job(job["id"]))
             else:
                 self._try(job["id"], "requeue", "The server restarted; the job resumes from its last checkpoint",
                           pid=None)
@@ -204,8 +203,7 @@ class Supervisor:
 
     def _finished(self, job: dict, code: int) -> None:
         if code == 0:
-            self._try(job["id"], "succeed", "The job has successfully completed", pid=None,
-                      fine_tuned_model=fine_tuned_name(job), steps_done=job["total_steps"] or job["steps_done"])
+            self._succeed(job)
         elif code == PAUSED_EXIT or code == -signal.SIGTERM:  # the latter: asked to pause before training began
             step = runs.newest_checkpoint(Path(job["run_dir"]))
             self._try(job["id"], "stopped", f"Job paused at step {step}; resume continues from checkpoint-{step}",
@@ -214,6 +212,24 @@ class Supervisor:
             reason = last_error(Path(job["run_dir"]).parent / "worker.log")
             self._try(job["id"], "fail", f"Job failed: {reason}", level="error", pid=None,
                       error={"code": "training_failed", "message": reason, "param": None})
+
+    def _succeed(self, job: dict) -> None:
+        """Mark the job succeeded, with its fine-tuned model and its result file."""
+        result = self._results_file(job)
+        if not self._try(job["id"], "succeed", "The job has successfully completed", pid=None,
+                         fine_tuned_model=fine_tuned_name(job), steps_done=job["total_steps"] or job["steps_done"],
+                         result_files=[result["id"]]):
+            self.store.delete_file(job["project"], result["id"])
+            Path(result["path"]).unlink(missing_ok=True)
+
+    def _results_file(self, job: dict) -> dict:
+        """OpenAI's result file: every step's metrics as CSV, a file of purpose fine-tune-results."""
+        rows = self.store.metrics_rows(job["id"])
+        file_id = new_id("file-")
+        path = self.data_dir / "files" / f"{file_id}.csv"
+        path.write_text(runs.metrics_csv(rows), encoding="utf-8")
+        return self.store.add_file(job["project"], id=file_id, filename="step_metrics.csv", path=str(path),
+                                   purpose="fine-tune-results", bytes=path.stat().st_size, kind=None, rows=len(rows))
 
     def _launch(self, job: dict) -> None:
         run_dir = Path(job["run_dir"])

@@ -72,6 +72,9 @@ def _file_path(store, project: str, body: dict, field: str, method: str) -> str 
         row = store.file(project, str(file_id))
     except NotFound:
         raise RftkitError(f"{field}: no file {file_id!r}", fix="upload it with purpose fine-tune first") from None
+    if row["purpose"] != "fine-tune":
+        raise RftkitError(f"{field}: {file_id} ({row['filename']}) is a {row['purpose']} file",
+                          fix="upload training data with purpose fine-tune")
     if row["kind"] and row["kind"] != method:
         shape = "end with the user's turn" if method == "reinforcement" else "end with the assistant's answer"
         raise RftkitError(f"{field}: {file_id} ({row['filename']}) holds {row['kind']} rows, but a {method} job "

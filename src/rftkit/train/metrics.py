@@ -67,6 +67,8 @@ def step_metrics(trainer, drawn: list[Group], kept: list[Group], graded: list, u
         "truncated_frac": sum(s.finish_reason == "length" for s in samples) / max(len(samples), 1),
         "zero_variance_frac": float(1 - informative_groups(rewards).float().mean()) if drawn else 0.0,
         "groups_used": len(kept),
+        # completion tokens of the groups the update used: those the loss is computed on
+        "train_tokens": sum(len(s.completion_ids) for g in kept for s in g.samples),
     })
     row.update(update_stats)
     row.update(timer.metrics())

@@ -17,7 +17,8 @@ function niceNumber(v) {
   return (Math.round(v * 1000) / 1000).toString();
 }
 
-// series: [{name, points: [[x, y], ...]}]; returns a .chart element
+// series: [{name, points: [[x, y], ...], color?, key?}]; returns a .chart element. A series' color
+// defaults to the palette by position; `key` (e.g. a job id) lands in data-key for the compare view.
 function lineChart(title, series, key) {
   const box = document.createElement("div");
   box.className = "chart";
@@ -53,12 +54,14 @@ function lineChart(title, series, key) {
     label.textContent = `step ${x}`;
     svg.appendChild(label);
   }
+  const colorOf = (s, i) => s.color || PALETTE[i % PALETTE.length];
   drawn.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length];
+    const color = colorOf(s, i);
     const points = s.points.map(p => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
     const line = svgEl("polyline", { points, fill: "none", stroke: color, "stroke-width": 1.6,
                                      "vector-effect": "non-scaling-stroke", "data-series": s.name,
                                      "data-count": s.points.length });
+    if (s.key) line.setAttribute("data-key", s.key);
     svg.appendChild(line);
     if (s.points.length === 1) {
       svg.appendChild(svgEl("circle", { cx: sx(s.points[0][0]), cy: sy(s.points[0][1]), r: 2.5, fill: color }));
@@ -69,7 +72,7 @@ function lineChart(title, series, key) {
   legend.className = "legend";
   legend.innerHTML = drawn.map((s, i) => {
     const last = s.points[s.points.length - 1][1];
-    return `<span style="color:${PALETTE[i % PALETTE.length]}">■</span> ${escapeHtml(s.name)} ${niceNumber(last)}`;
+    return `<span style="color:${colorOf(s, i)}">■</span> ${escapeHtml(s.name)} ${niceNumber(last)}`;
   }).join(" &nbsp; ");
   box.appendChild(legend);
   return box;

@@ -152,7 +152,9 @@ async function jobPage(jobId) {
       api(`/v1/fine_tuning/jobs/${jobId}/summary`), api(`/v1/fine_tuning/jobs/${jobId}/samples?limit=1`)]);
     head.replaceChildren(h("h1", {}, job.id), statusBadge(job.status), h("span", { class: "spacer" }), ...controls(job, refresh));
     facts.replaceChildren(...[["model", job.model], ["method", job.method.type], ["progress", `${job.rftkit.steps_done}/${job.rftkit.total_steps ?? "?"} steps`],
-      ["fine-tuned model", job.fine_tuned_model || "—"], ["created", when(job.created_at)]].flatMap(([k, v]) => [h("span", { class: "muted" }, k), h("span", { class: "mono" }, v)]),
+      ["fine-tuned model", job.fine_tuned_model || "—"], ["created", when(job.created_at)],
+      ["trained tokens", job.trained_tokens ?? "—"], ["estimated finish", when(job.estimated_finish) || "—"],
+      ["result file", job.result_files.join(", ") || "—"]].flatMap(([k, v]) => [h("span", { class: "muted" }, k), h("span", { class: "mono" }, v)]),
       ...(job.error ? [h("span", { class: "muted" }, "error"), h("span", { class: "error-box", id: "job-error" }, job.error.message)] : []));
     evals.replaceChildren(h("h2", {}, "Baseline check and final evaluation"), evalSummary(summary));
     if (metrics.data.length !== drawnSteps) {
