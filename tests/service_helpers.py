@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
+import pytest
 
 from helpers import write_jsonl
 
@@ -126,3 +129,31 @@ def trainers_of(job_id: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the dashboard tests skip without it
+
+
+@contextmanager
+def dashboard_page(url: str, key: str, timeout_ms: int = 90_000):
+    """A Chromium page (driven by Playwright) on the dashboard at `url`, signed in with `key`;
+    at the end, fails unless the page loaded nothing from outside the server."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(timeout_ms)
+        foreign = []
+        page.on("request", lambda request: foreign.append(request.url)
+                if urlparse(request.url).netloc != urlparse(url).netloc else None)
+        page.goto(f"{url}/#key={key}")
+        yield page
+        browser.close()
+        assert foreign == [], "the dashboard must load nothing from outside the server"
+
+
+def call_api(url: str, key: str, method: str, path: str, **kwargs):
+    """One request with the key; asserts it succeeded and returns its JSON."""
+    reply = httpx.request(method, url + path, headers={"Authorization": f"Bearer {key}"}, timeout=30, **kwargs)
+    assert reply.status_code == 200, reply.text
+    return reply.json()

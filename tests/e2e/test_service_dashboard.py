@@ -6,15 +6,13 @@ import json
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
-import httpx
 import pytest
 
 from helpers import write_jsonl
-from service_helpers import GRADER, Server, reinforcement_method, rftkit_block, write_rl_files
+from service_helpers import (CHROMIUM, GRADER, Server, call_api, dashboard_page, reinforcement_method, rftkit_block,
+                             wait_for, write_rl_files)
 
-CHROMIUM = Path("/usr/bin/chromium")
 KEY = "dashboard-test-key"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
 
@@ -30,24 +28,12 @@ def server(tmp_path_factory, tiny_dir):
 
 @pytest.fixture
 def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        page = browser.new_page()
-        page.set_default_timeout(90_000)
-        foreign = []
-        page.on("request", lambda request: foreign.append(request.url)
-                if urlparse(request.url).netloc != urlparse(server.url).netloc else None)
-        page.goto(f"{server.url}/#key={KEY}")
+    with dashboard_page(server.url, KEY) as page:
         yield page
-        browser.close()
-        assert foreign == [], "the dashboard must load nothing from outside the server"
 
 
 def api(server, method, path, **kwargs):
-    reply = httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, **kwargs)
-    assert reply.status_code == 200, reply.text
-    return reply.json()
+    return call_api(server.url, KEY, method, path, **kwargs)
 
 
 def upload(server, path: Path) -> str:
@@ -120,3 +106,38 @@ def test_new_job_page_uploads_tests_the_grader_and_launches(server, page, tmp_pa
     page.wait_for_selector('#job-head [data-status="succeeded"]')
     assert "final" in page.inner_text("#eval-table")
     assert page.locator('[data-chart="reward"] polyline[data-series="train"]').get_attribute("data-count") == "3"
+
+
+def test_compare_view_overlays_jobs_curves_and_lays_their_settings_side_by_side(server, page, tmp_path):
+    train, valid = write_rl_files(tmp_path)
+    files = {"training_file": upload(server, train), "validation_file": upload(server, valid)}
+    jobs = [api(server, "POST", "/v1/fine_tuning/jobs", json={
+        "model": "tiny", **files, "seed": 3, "suffix": f"g{group}", "method": reinforcement_method(eval_interval=1),
+        "rftkit": rftkit_block(2, group_size=group, kl={"coef": 0.01})})["id"] for group in (4, 2)]
+    wait_for(lambda: all(api(server, "GET", f"/v1/fine_tuning/jobs/{j}")["status"] == "succeeded" for j in jobs),
+             timeout=600, every=1, what="both jobs to succeed")
+
+    page.goto(f"{server.url}/#/")
+    page.check(f'[data-pick="{jobs[0]}"]')
+    assert page.url.endswith("#/") and not page.is_enabled("#compare")  # ticking is not opening the job
+    page.check(f'[data-pick="{jobs[1]}"]')
+    page.click("#compare")
+    page.wait_for_url(re.compile(r".*#/compare\?ids=ftjob-"))
+    assert set(page.url.split("ids=")[1].split(",")) == set(jobs)
+
+    for job in jobs:
+        for chart in ("train_reward", "valid_reward", "kl", "length", "time"):
+            line = page.wait_for_selector(f'[data-chart="{chart}"] polyline[data-key="{job}"]', state="attached")
+            assert line.get_attribute("data-count") == "2", chart
+        assert page.locator(f'#compare-legend [data-key="{job}"]').count() == 1
+    colors = {page.get_attribute(f'[data-chart="train_reward"] polyline[data-key="{j}"]', "stroke") for j in jobs}
+    assert len(colors) == 2
+
+    group_row = page.locator('#compare-settings tr[data-setting="group size"]')
+    assert group_row.get_attribute("class") == "differs"
+    assert group_row.locator("td").all_inner_texts() == ["4", "2"]
+    for same in ("model", "algorithm", "grader", "learning rate", "kl coef"):
+        assert page.locator(f'#compare-settings tr[data-setting="{same}"]').get_attribute("class") is None, same
+    assert page.locator('#compare-settings tr[data-setting="grader"] td').first.inner_text() == "has a (string_check)"
+    finals = page.locator('#compare-settings tr[data-setting="final valid reward"] td').all_inner_texts()
+    assert len(finals) == 2 and all(f != "—" for f in finals)

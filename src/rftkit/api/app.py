@@ -51,7 +51,7 @@ def build_service(settings: ServiceSettings) -> Service:
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    from rftkit.api import dashboard, files, graders, jobs, models
+    from rftkit.api import dashboard, feedback, files, graders, jobs, models
 
     service = build_service(settings)
 
@@ -65,6 +65,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(title="rftkit", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.service = service
     errors.install(app)
-    for module in (files, jobs, graders, models, dashboard):
+    for module in (files, jobs, graders, models, feedback, dashboard):
         app.include_router(module.router)
     return app

@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from rftkit.cli import bench, config, data, evaluate, graders, model, rm, serve, train
+from rftkit.cli import bench, config, data, evaluate, feedback, graders, model, rm, serve, train
 from rftkit.errors import RftkitError
 from rftkit.monitor.console import console
 
@@ -36,6 +36,7 @@ app.add_typer(graders.app, name="graders")
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="keys")
 app.add_typer(rm.app, name="rm")
+app.add_typer(feedback.app, name="feedback")
 app.command("bench")(bench.bench)
 
 

@@ -13,7 +13,7 @@ from rftkit.errors import RftkitError
 app = typer.Typer(help="Reward models: train on feedback, measure, score.", no_args_is_help=True)
 
 
-def load_records(feedback: Path | None, from_db: str | None, include_ai: bool):
+def load_records(feedback: Path | None, from_db: str | None, include_ai: bool, project: str = "default"):
     """Feedback records from a JSONL file or a feedback store (exactly one of them)."""
     if (feedback is None) == (from_db is None):
         raise RftkitError("give the feedback as --feedback FILE or --from-db URL (one of them)")
@@ -23,7 +23,7 @@ def load_records(feedback: Path | None, from_db: str | None, include_ai: bool):
         return read_feedback_jsonl(feedback)
     from rftkit.feedback.store import FeedbackStore
 
-    records = FeedbackStore(from_db).records(include_ai=include_ai)
+    records = FeedbackStore(from_db, project=project).records(include_ai=include_ai)
     if not records:
         raise RftkitError(f"{from_db}: no final judgements in the store", fix="collect or import feedback first")
     return records
@@ -48,6 +48,7 @@ def train(
     feedback: Optional[Path] = typer.Option(None, help="Feedback JSONL (docs/feedback.md)."),
     from_db: Optional[str] = typer.Option(None, help="A feedback store URL or SQLite path, e.g. sqlite:///feedback.db."),
     include_ai: bool = typer.Option(False, help="With --from-db: also train on final AI judgements."),
+    project: str = typer.Option("default", help="With --from-db: whose feedback (the service keeps one set per project)."),
     criteria: Optional[str] = typer.Option(None, help="Comma-separated rated criteria to learn (default: all)."),
     epochs: int = typer.Option(20, min=1, help="Most epochs (early stopping may end sooner)."),
     patience: int = typer.Option(3, min=1, help="Epochs without a better held-out loss before stopping."),
@@ -76,7 +77,7 @@ def train(
             rating_loss=rating_loss, calibration=calibration, max_length=max_length, device=device, seed=seed)
     except ValidationError as err:
         raise RftkitError(describe_errors(err, "rftkit rm train", root=RMOptions)) from None
-    records = load_records(feedback, from_db, include_ai)
+    records = load_records(feedback, from_db, include_ai, project)
     prepare_out_dir(out_dir, overwrite)
     metrics = train_reward_model(records, base, out_dir, options, out.print)
     print_heads(metrics)

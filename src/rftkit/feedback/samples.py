@@ -39,9 +39,10 @@ def _sample_rows(path: Path) -> dict[int, dict]:
 
 
 def items_from_samples(path: str | Path, *, split: str | None = None, step: int | None = None,
-                       min_answers: int = 2, max_answers: int = 4) -> list[ComparisonItem]:
+                       min_answers: int = 2, max_answers: int = 4, prefix: str | None = None) -> list[ComparisonItem]:
     """One item per (step, split, dataset line) group with at least `min_answers` distinct
-    completions (identical answers are not worth comparing); at most `max_answers` each."""
+    completions (identical answers are not worth comparing); at most `max_answers` each.
+    Item ids are `PREFIX/SPLIT/STEP/LINE`, the prefix by default the name of the folder of the file (the run)."""
     path = Path(path)
     groups: dict[tuple, list[tuple[int, dict]]] = {}
     for number, row in _sample_rows(path).items():
@@ -55,12 +56,13 @@ def items_from_samples(path: str | Path, *, split: str | None = None, step: int 
                 seen.add(row["completion"])
                 answers.append(Answer(row["completion"], f"{path}:{number}"))
         if len(answers) >= min_answers:
-            items.append(ComparisonItem(f"{path.parent.name}/{row_split}/{row_step}/{line}", rows[0][1]["prompt"],
-                                        answers, str(path)))
+            item_id = f"{prefix or path.resolve().parent.name}/{row_split}/{row_step}/{line}"
+            items.append(ComparisonItem(item_id, rows[0][1]["prompt"], answers, str(path)))
     return items
 
 
-def item_from_sample_lines(path: str | Path, lines: list[int], item_id: str | None = None) -> ComparisonItem:
+def item_from_sample_lines(path: str | Path, lines: list[int], item_id: str | None = None,
+                           prefix: str | None = None) -> ComparisonItem:
     """An item from chosen rows of a samples.jsonl (1-based line numbers), which must answer
     the same prompt. Unknown lines are errors that name them."""
     path = Path(path)
@@ -76,7 +78,7 @@ def item_from_sample_lines(path: str | Path, lines: list[int], item_id: str | No
         raise RftkitError(f"{path}: lines {', '.join(map(str, lines))} answer different prompts",
                           fix="compare samples of the same prompt")
     answers = [Answer(rows[n]["completion"], f"{path}:{n}") for n in lines]
-    return ComparisonItem(item_id or f"{path.parent.name}/lines/{'-'.join(map(str, lines))}",
+    return ComparisonItem(item_id or f"{prefix or path.resolve().parent.name}/lines/{'-'.join(map(str, lines))}",
                           rows[lines[0]]["prompt"], answers, str(path))
 
 
@@ -87,6 +89,32 @@ class ItemLine(BaseModel):
     item_id: str | None = None
     prompt: str | list[dict[str, Any]]
     answers: list[str | dict[str, Any]]
+
+
+def item_from_row(row: Any, fallback_id: str, source: str) -> tuple[ComparisonItem | None, list[str]]:
+    """(the item, []) for one {"item_id"?, "prompt", "answers"} object, or (None, problems)
+    naming the fields."""
+    try:
+        line = ItemLine.model_validate(row)
+    except ValidationError as err:
+        return None, [f"{'.'.join(map(str, e['loc'])) or '(line)'}: {e['msg']}" for e in err.errors()]
+    prompt = [{"role": "user", "content": line.prompt}] if isinstance(line.prompt, str) else line.prompt
+    answers = [Answer(a) if isinstance(a, str) else Answer(str(a.get("text", "")), a.get("sample_ref"))
+               for a in line.answers]
+    item = ComparisonItem(line.item_id or fallback_id, prompt, answers, source)
+    return item, check_answers(item)
+
+
+def items_from_rows(rows: list[Any], source: str) -> list[ComparisonItem]:
+    """Items from objects shaped like an items file's lines (an API body's `items`); problems
+    name the index, e.g. `items[2].answers: 1 given, ...`."""
+    items, problems = [], []
+    for index, row in enumerate(rows):
+        item, found = item_from_row(row, f"{source}:{index + 1}", source)
+        problems += [f"items[{index}].{p}" for p in found]
+        items.append(item)
+    raise_problems(problems)
+    return items
 
 
 def read_items_jsonl(path: str | Path) -> list[ComparisonItem]:
@@ -102,18 +130,10 @@ def read_items_jsonl(path: str | Path) -> list[ComparisonItem]:
         if not raw.strip():
             continue
         try:
-            line = ItemLine.model_validate(json.loads(raw))
-        except ValidationError as err:
-            problems += [f"{path}:{number}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-            continue
+            item, found = item_from_row(json.loads(raw), f"{path.name}:{number}", str(path))
         except ValueError as err:
-            problems.append(f"{path}:{number}: invalid JSON: {err}")
-            continue
-        prompt = [{"role": "user", "content": line.prompt}] if isinstance(line.prompt, str) else line.prompt
-        answers = [Answer(a) if isinstance(a, str) else Answer(str(a.get("text", "")), a.get("sample_ref"))
-                   for a in line.answers]
-        item = ComparisonItem(line.item_id or f"{path.name}:{number}", prompt, answers, str(path))
-        problems += [f"{path}:{number}: {p}" for p in check_answers(item)]
+            item, found = None, [f"invalid JSON: {err}"]
+        problems += [f"{path}:{number}: {p}" for p in found]
         items.append(item)
     raise_problems(problems)
     return items

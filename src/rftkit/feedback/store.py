@@ -8,6 +8,10 @@ has it — so the CLI, the jobs service and tests share it, and no HTTP lives he
     store.record_judgement(Judgement(item_id, "ann", preferred=0, ratings=[{"accuracy": 5}, {"accuracy": 1}]))
     store.export_jsonl("feedback.jsonl")        # what `rftkit rm train --feedback` reads
 
+A store sees one `project` (default "default"): several projects share one database — the
+jobs service keeps each API key's project's feedback in its own database this way — and
+item ids, criteria and judgements of one are invisible to the others.
+
 Every write is validated with the same rules as a file import (records.check_judgement);
 a problem raises RftkitError naming the field, so an API can answer 400 with its text.
 """
@@ -18,13 +22,15 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (JSON, ForeignKey, ForeignKeyConstraint, Integer, String, Text, and_, create_engine, event,
+                        inspect, or_, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from rftkit.errors import RftkitError
 from rftkit.feedback.records import (
     Answer,
+    UnknownRecord,
     ComparisonItem,
     FeedbackRecord,
     Judgement,
@@ -45,12 +51,14 @@ class Base(DeclarativeBase):
 
 class CriterionRow(Base):
     __tablename__ = "feedback_criteria"
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
 
 
 class ItemRow(Base):
     __tablename__ = "feedback_items"
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     prompt: Mapped[Any] = mapped_column(JSON)
     answers: Mapped[Any] = mapped_column(JSON)  # [{"text": ..., "sample_ref": ...}]
@@ -61,8 +69,10 @@ class ItemRow(Base):
 
 class JudgementRow(Base):
     __tablename__ = "feedback_judgements"
+    __table_args__ = (ForeignKeyConstraint(["project", "item_id"], ["feedback_items.project", "feedback_items.id"]),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    item_id: Mapped[str] = mapped_column(ForeignKey("feedback_items.id"), index=True)
+    project: Mapped[str] = mapped_column(String(64), index=True)
+    item_id: Mapped[str] = mapped_column(String(128), index=True)
     reviewer: Mapped[str] = mapped_column(String(128), index=True)
     source: Mapped[str] = mapped_column(String(16))  # human | ai
     status: Mapped[str] = mapped_column(String(16), index=True)  # final | prelabel
@@ -94,6 +104,10 @@ def make_engine(url_or_engine: str | Path | Engine) -> Engine:
     return engine
 
 
+def _answers(item: ComparisonItem) -> list[dict]:
+    return [{"text": a.text, "sample_ref": a.sample_ref} for a in item.answers]
+
+
 def _item(row: ItemRow) -> ComparisonItem:
     answers = [Answer(a["text"], a.get("sample_ref")) for a in row.answers]
     return ComparisonItem(row.id, row.prompt, answers, row.source)
@@ -105,13 +119,23 @@ def _judgement(row: JudgementRow) -> Judgement:
                      created_at=row.created_at, judgement_id=row.id, based_on=row.based_on)
 
 
-class FeedbackStore:
-    """Items, judgements and criteria in one database. Thread-safe as SQLAlchemy sessions are:
-    each call opens its own session."""
+def _check_schema(engine: Engine) -> None:
+    """Refuse, with the way out, a store made before stores had projects."""
+    if "project" not in {c["name"] for c in inspect(engine).get_columns("feedback_items")}:
+        raise RftkitError(f"{engine.url}: a feedback store from an older rftkit (its tables have no project column)",
+                          fix="export it with that version (rftkit feedback export) and import the file into a new store")
 
-    def __init__(self, url_or_engine: str | Path | Engine = "sqlite:///feedback.db", criteria: Iterable[str] = ()):
+
+class FeedbackStore:
+    """Items, judgements and criteria of one project in one database. Thread-safe as
+    SQLAlchemy sessions are: each call opens its own session."""
+
+    def __init__(self, url_or_engine: str | Path | Engine = "sqlite:///feedback.db", criteria: Iterable[str] = (),
+                 *, project: str = "default"):
         self.engine = make_engine(url_or_engine)
+        self.project = project
         Base.metadata.create_all(self.engine)
+        _check_schema(self.engine)
         for name in criteria:
             self.add_criterion(name)
 
@@ -121,43 +145,63 @@ class FeedbackStore:
         if not name.isidentifier():
             raise RftkitError(f"criterion {name!r}: use letters, digits and underscores (e.g. accuracy)")
         with Session(self.engine) as session, session.begin():
-            session.merge(CriterionRow(name=name, description=description))
+            session.merge(CriterionRow(project=self.project, name=name, description=description))
+
+    def describe_criteria(self) -> dict[str, str]:
+        """{criterion: description}, by name."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(CriterionRow).where(CriterionRow.project == self.project)
+                                   .order_by(CriterionRow.name))
+            return {row.name: row.description for row in rows}
 
     def criteria(self) -> list[str]:
-        with Session(self.engine) as session:
-            return list(session.scalars(select(CriterionRow.name).order_by(CriterionRow.name)))
+        return list(self.describe_criteria())
 
     # ------------------------------------------------------------------ items
 
-    def add_items(self, items: Iterable[ComparisonItem]) -> list[str]:
-        """Store items (all or none); an id already present is an error."""
+    def add_items(self, items: Iterable[ComparisonItem], *, skip_existing: bool = False) -> list[str]:
+        """Store items (all or none) and return the ids added. An id already present is an
+        error, or with `skip_existing` is left as it is (adding a run's samples again)."""
         items = list(items)
+        ids = [i.item_id for i in items]
         problems = [f"item {item.item_id}: {p}" for item in items for p in check_answers(item)]
+        problems += [f"item {i}: given more than once" for i in sorted({i for i in ids if ids.count(i) > 1})]
         raise_problems(problems)
         with Session(self.engine) as session, session.begin():
-            clash = list(session.scalars(select(ItemRow.id).where(ItemRow.id.in_([i.item_id for i in items]))))
-            if clash:
-                raise RftkitError(f"items already in the store: {', '.join(clash[:10])}", fix="give new item ids")
+            clash = set(session.scalars(select(ItemRow.id).where(ItemRow.project == self.project, ItemRow.id.in_(ids))))
+            if clash and not skip_existing:
+                raise RftkitError(f"items already in the store: {', '.join(sorted(clash)[:10])}", fix="give new item ids")
+            items = [i for i in items if i.item_id not in clash]
             for item in items:
-                session.add(ItemRow(id=item.item_id, prompt=item.prompt, source=item.source, created_at=now_iso(),
-                                    answers=[{"text": a.text, "sample_ref": a.sample_ref} for a in item.answers]))
+                session.add(ItemRow(project=self.project, id=item.item_id, prompt=item.prompt, source=item.source,
+                                    created_at=now_iso(), answers=_answers(item)))
         return [i.item_id for i in items]
+
+    def _item_row(self, session: Session, item_id: str) -> ItemRow:
+        row = session.get(ItemRow, (self.project, item_id))
+        if row is None:
+            raise UnknownRecord(f"item_id: unknown item {item_id!r}", fix="add the item first")
+        return row
 
     def get_item(self, item_id: str) -> ComparisonItem:
         with Session(self.engine) as session:
-            row = session.get(ItemRow, item_id)
-            if row is None:
-                raise RftkitError(f"item_id: unknown item {item_id!r}")
-            return _item(row)
+            return _item(self._item_row(session, item_id))
 
-    def items(self, *, pending_for: str | None = None, limit: int = 100, offset: int = 0) -> list[ComparisonItem]:
-        """Items in insertion order; `pending_for` keeps those that reviewer has not judged yet."""
+    def items(self, *, pending_for: str | None = None, limit: int = 100, offset: int = 0,
+              after: str | None = None) -> list[ComparisonItem]:
+        """Items in insertion order; `pending_for` keeps those that reviewer has not judged yet;
+        `after` starts after that item (cursor pagination)."""
         with Session(self.engine) as session:
-            query = select(ItemRow).order_by(ItemRow.created_at, ItemRow.id)
+            query = select(ItemRow).where(ItemRow.project == self.project).order_by(ItemRow.created_at, ItemRow.id)
             if pending_for is not None:
-                judged = select(JudgementRow.item_id).where(JudgementRow.reviewer == pending_for,
+                judged = select(JudgementRow.item_id).where(JudgementRow.project == self.project,
+                                                            JudgementRow.reviewer == pending_for,
                                                             JudgementRow.status == "final")
                 query = query.where(ItemRow.id.not_in(judged))
+            if after is not None:
+                last = self._item_row(session, after)
+                query = query.where(or_(ItemRow.created_at > last.created_at,
+                                        and_(ItemRow.created_at == last.created_at, ItemRow.id > last.id)))
             return [_item(r) for r in session.scalars(query.offset(offset).limit(limit))]
 
     # ------------------------------------------------------------------ judgements
@@ -167,17 +211,20 @@ class FeedbackStore:
         with Session(self.engine) as session, session.begin():
             return self._add_judgement(session, judgement, set(self.criteria()))
 
+    def _judgement_row(self, session: Session, judgement_id: int) -> JudgementRow | None:
+        row = session.get(JudgementRow, judgement_id)
+        return row if row is not None and row.project == self.project else None
+
     def _add_judgement(self, session: Session, judgement: Judgement, criteria: set[str]) -> int:
-        item = session.get(ItemRow, judgement.item_id)
-        if item is None:
-            raise RftkitError(f"item_id: unknown item {judgement.item_id!r}", fix="add the item first")
+        item = self._item_row(session, judgement.item_id)
         raise_problems(check_judgement(judgement, len(item.answers), criteria))
-        if judgement.based_on is not None and session.get(JudgementRow, judgement.based_on) is None:
+        if judgement.based_on is not None and self._judgement_row(session, judgement.based_on) is None:
             raise RftkitError(f"based_on: unknown judgement {judgement.based_on}")
-        row = JudgementRow(item_id=judgement.item_id, reviewer=judgement.reviewer, source=judgement.source,
-                           status=judgement.status, created_at=judgement.created_at or now_iso(),
-                           preferred=judgement.preferred, ratings=list(judgement.ratings),
-                           unsafe=list(judgement.unsafe), comment=judgement.comment, based_on=judgement.based_on)
+        row = JudgementRow(project=self.project, item_id=judgement.item_id, reviewer=judgement.reviewer,
+                           source=judgement.source, status=judgement.status,
+                           created_at=judgement.created_at or now_iso(), preferred=judgement.preferred,
+                           ratings=list(judgement.ratings), unsafe=list(judgement.unsafe), comment=judgement.comment,
+                           based_on=judgement.based_on)
         session.add(row)
         session.flush()
         return row.id
@@ -185,12 +232,19 @@ class FeedbackStore:
     def judgements(self, *, item_id: str | None = None, status: str | None = "final",
                    source: str | None = None) -> list[Judgement]:
         with Session(self.engine) as session:
-            query = select(JudgementRow).order_by(JudgementRow.id)
+            query = select(JudgementRow).where(JudgementRow.project == self.project).order_by(JudgementRow.id)
             for column, value in ((JudgementRow.item_id, item_id), (JudgementRow.status, status),
                                   (JudgementRow.source, source)):
                 if value is not None:
                     query = query.where(column == value)
             return [_judgement(r) for r in session.scalars(query)]
+
+    def judgement(self, judgement_id: int) -> Judgement:
+        with Session(self.engine) as session:
+            row = self._judgement_row(session, judgement_id)
+            if row is None:
+                raise UnknownRecord(f"judgement {judgement_id}: unknown judgement")
+            return _judgement(row)
 
     def confirm(self, prelabel_id: int, reviewer: str, **corrections: Any) -> int:
         """A person confirms an AI pre-label (no corrections) or corrects some of its fields
@@ -198,11 +252,9 @@ class FeedbackStore:
         unknown = set(corrections) - {"preferred", "ratings", "unsafe", "comment"}
         if unknown:
             raise RftkitError(f"cannot correct {', '.join(sorted(unknown))}", fix="correct preferred, ratings, unsafe or comment")
-        with Session(self.engine) as session:
-            row = session.get(JudgementRow, prelabel_id)
-            if row is None or row.status != "prelabel":
-                raise RftkitError(f"judgement {prelabel_id} is not a pre-label")
-            base = _judgement(row)
+        base = self.judgement(prelabel_id)
+        if base.status != "prelabel":
+            raise RftkitError(f"judgement {prelabel_id} is not a pre-label", fix="confirm a judgement with status prelabel")
         fields = {"preferred": base.preferred, "ratings": base.ratings, "unsafe": base.unsafe, "comment": base.comment}
         fields.update(corrections)
         return self.record_judgement(Judgement(item_id=base.item_id, reviewer=reviewer, source="human",
@@ -217,20 +269,25 @@ class FeedbackStore:
     def records(self, *, include_ai: bool = False) -> list[FeedbackRecord]:
         """Final judgements with their items, as training reads them; AI judgements only on request."""
         with Session(self.engine) as session:
-            query = select(JudgementRow).where(JudgementRow.status == "final").order_by(JudgementRow.id)
+            query = (select(JudgementRow).where(JudgementRow.project == self.project, JudgementRow.status == "final")
+                     .order_by(JudgementRow.id))
             if not include_ai:
                 query = query.where(JudgementRow.source == "human")
             return [FeedbackRecord(_item(r.item), _judgement(r)) for r in session.scalars(query)]
 
     # ------------------------------------------------------------------ files
 
+    def to_jsonl(self, *, include_ai: bool = False) -> str:
+        """The feedback file's text: one line per final judgement (records())."""
+        return "".join(json.dumps(record_to_line(r), ensure_ascii=False) + "\n"
+                       for r in self.records(include_ai=include_ai))
+
     def export_jsonl(self, path: str | Path, *, include_ai: bool = False) -> int:
         path = Path(path)
-        records = self.records(include_ai=include_ai)
+        text = self.to_jsonl(include_ai=include_ai)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(record_to_line(r), ensure_ascii=False) + "\n" for r in records),
-                        encoding="utf-8")
-        return len(records)
+        path.write_text(text, encoding="utf-8")
+        return text.count("\n")
 
     def import_jsonl(self, path: str | Path) -> int:
         """Import feedback lines (all or none). A line may name a stored item by `item_id`
@@ -254,14 +311,13 @@ class FeedbackStore:
     def _import_line(self, session: Session, line, fallback_id: str, criteria: set[str]) -> None:
         item = item_from_line(line, fallback_id)
         item_id = line.item_id or fallback_id
-        stored = session.get(ItemRow, item_id)
+        stored = session.get(ItemRow, (self.project, item_id))
         if stored is None and item is None:
             raise RftkitError(f"item_id: unknown item {item_id!r} (not in the store, and the line has no prompt and answers)")
         if stored is None:
             raise_problems(check_answers(item))
-            session.add(ItemRow(id=item.item_id, prompt=item.prompt, source=item.source or fallback_id,
-                                created_at=now_iso(),
-                                answers=[{"text": a.text, "sample_ref": a.sample_ref} for a in item.answers]))
+            session.add(ItemRow(project=self.project, id=item.item_id, prompt=item.prompt,
+                                source=item.source or fallback_id, created_at=now_iso(), answers=_answers(item)))
             session.flush()
         elif item is not None and [a["text"] for a in stored.answers] != [a.text for a in item.answers]:
             raise RftkitError(f"answers: differ from those of stored item {item_id!r}", fix="use a new item_id")

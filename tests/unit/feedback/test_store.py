@@ -147,3 +147,34 @@ def test_uploaded_items_file(tmp_path):
     with pytest.raises(RftkitError) as err:
         read_items_jsonl(path)
     assert f"{path}:2: answers: 1 given" in str(err.value) and f"{path}:3: prompt: Field required" in str(err.value)
+
+
+def test_projects_sharing_a_database_see_only_their_own_feedback(store):
+    other = FeedbackStore(store.engine, criteria=["tone"], project="beta")
+    assert other.items() == [] and other.criteria() == ["tone"] and store.criteria() == ["accuracy", "safety"]
+    other.add_items([ComparisonItem("q1", PROMPT, [Answer("x"), Answer("y")])])  # the same id, another project
+    with pytest.raises(RftkitError, match="item_id: unknown item 'q2'"):
+        other.record_judgement(Judgement("q2", "ann", preferred=0))
+    other.record_judgement(Judgement("q1", "ann", preferred=1))
+    assert store.judgements() == [] and [a.text for a in store.get_item("q1").answers] == ["7", "8"]
+    label = store.record_judgement(Judgement("q1", "judge:j", preferred=0, source="ai", status="prelabel"))
+    with pytest.raises(RftkitError, match=f"judgement {label}: unknown judgement"):
+        other.confirm(label, "ann")
+
+
+def test_adding_items_again_can_skip_those_stored_and_pages_follow_a_cursor(store):
+    new = ComparisonItem("q3", PROMPT, [Answer("a"), Answer("b")])
+    assert store.add_items([ComparisonItem("q1", PROMPT, [Answer("7"), Answer("8")]), new], skip_existing=True) == ["q3"]
+    with pytest.raises(RftkitError, match="item q4: given more than once"):
+        store.add_items([ComparisonItem("q4", PROMPT, [Answer("a"), Answer("b")])] * 2)
+    assert [i.item_id for i in store.items(limit=2)] == ["q1", "q2"]
+    assert [i.item_id for i in store.items(after="q2")] == ["q3"]
+
+
+def test_a_store_from_before_projects_is_refused_with_the_way_out(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("CREATE TABLE feedback_items (id TEXT PRIMARY KEY, prompt JSON)")
+    with pytest.raises(RftkitError, match="no project column.*export it with that version"):
+        FeedbackStore(tmp_path / "old.db")

@@ -67,20 +67,32 @@ function showLogin(message) {
     h("div", { class: "row" }, input, h("button", { class: "primary", id: "key-save", onclick: save }, "Use key"))));
 }
 
+function compareBox(jobId, picked, onChange) {
+  const box = h("input", { type: "checkbox", class: "pick", "data-pick": jobId, title: "pick to compare", checked: picked.has(jobId),
+                           onclick: event => event.stopPropagation() });
+  box.addEventListener("change", () => { if (box.checked) picked.add(jobId); else picked.delete(jobId); onChange(); });
+  return box;
+}
+
 async function jobsPage() {
   const table = h("tbody", { id: "jobs-body" });
-  setView(h("div", { class: "row" }, h("h1", {}, "Fine-tuning jobs"), h("span", { class: "spacer" }),
+  const picked = new Set();
+  const compare = h("button", { id: "compare", disabled: true,
+                                onclick: () => { location.hash = `#/compare?ids=${[...picked].join(",")}`; } }, "Compare");
+  const sync = () => { compare.disabled = picked.size < 2; compare.textContent = picked.size ? `Compare ${picked.size}` : "Compare"; };
+  setView(h("div", { class: "row" }, h("h1", {}, "Fine-tuning jobs"), h("span", { class: "spacer" }), compare,
                 h("a", { href: "#/new" }, h("button", { class: "primary" }, "New job"))),
           h("div", { class: "card" }, h("table", {},
-            h("thead", {}, h("tr", {}, ...["job", "status", "model", "progress", "created", "fine-tuned model"].map(t => h("th", {}, t)))),
+            h("thead", {}, h("tr", {}, ...["", "job", "status", "model", "progress", "created", "fine-tuned model"].map(t => h("th", {}, t)))),
             table)));
   every(2000, async () => {
     const jobs = (await api("/v1/fine_tuning/jobs?limit=100")).data;
     table.replaceChildren(...jobs.map(job => h("tr", { class: "click", "data-job": job.id, onclick: () => { location.hash = `#/jobs/${job.id}`; } },
+      h("td", {}, compareBox(job.id, picked, sync)),
       h("td", { class: "mono" }, job.id), h("td", {}, statusBadge(job.status)), h("td", {}, job.model),
       h("td", {}, `${job.rftkit.steps_done}/${job.rftkit.total_steps ?? "?"}`), h("td", {}, when(job.created_at)),
       h("td", { class: "mono" }, job.fine_tuned_model || ""))));
-    if (jobs.length === 0) table.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No jobs yet.")));
+    if (jobs.length === 0) table.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No jobs yet.")));
   });
 }
 
@@ -89,8 +101,12 @@ function route() {
   takeKeyFromUrl();
   document.getElementById("logout").hidden = !apiKey();
   if (!apiKey()) return showLogin();
-  const [, page, id] = (location.hash || "#/").split("/");
+  const [path, query] = (location.hash || "#/").split("?");
+  const [, page, ...rest] = path.split("/");
+  const id = decodeURIComponent(rest.join("/"));
   if (page === "jobs" && id) return jobPage(id);
+  if (page === "feedback") return id ? reviewPage(id) : feedbackPage();
+  if (page === "compare") return comparePage((new URLSearchParams(query).get("ids") || "").split(",").filter(Boolean));
   if (page === "new") return newJobPage();
   return jobsPage();
 }
