@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from rftkit.rollout.fast_decode import DecodeState, decode_weights
+
+
+COMPACT_FRACTION = 4
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -110,45 +115,81 @@ def generate(
     pad_id: int,
     stop_ids: set[int],
     generator: torch.Generator | None = None,
+    fast: bool = True,
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt G times for a group).
 
     Two savings over decoding every row to the end: a prompt repeated for a group is read
     once (the prefill runs on distinct prompts and their key/value cache is shared by every
-    row that repeats them), and a row that has finished leaves the batch, so each decoding
-    step computes only for rows still writing.
+    row that repeats them), and finished rows leave the batch, so decoding steps compute
+    mostly for rows still writing (they leave once they are 1/COMPACT_FRACTION of the batch:
+    removing rows copies the cache, too dear to do at every step). Llama-family models decode through
+    `fast_decode` (same mathematics, a fraction of the operators) unless `fast` is False.
     """
+    if not params.max_new_tokens:
+        return [Completion([]) for _ in prompts]
     device = next(model.parameters()).device
     distinct, prompt_of_row = distinct_prompts(prompts)
     input_ids, attention_mask, position_ids = left_pad(distinct, pad_id, device)
-    stop = torch.tensor(sorted(stop_ids), device=device)
-    cache = DynamicCache()
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    decoder = _decoder(model, fast, len(distinct), input_ids.shape[1] + params.max_new_tokens)
+    logits_DV = decoder.prefill(input_ids, attention_mask, position_ids)
     prompt_of_row = prompt_of_row.to(device)
-    cache.batch_select_indices(prompt_of_row)
-    logits_BV = out.logits[prompt_of_row, -1, :].float()
-    attention_mask, next_position = attention_mask[prompt_of_row], position_ids[prompt_of_row, -1:] + 1
-    rows = torch.arange(len(prompts), device=device)  # original row of each row still decoding
+    decoder.select(prompt_of_row)
+    logits_BV, next_position_B = logits_DV[prompt_of_row].float(), position_ids[prompt_of_row, -1] + 1
+    rows = torch.arange(len(prompts), device=device)  # original row of each row in the batch
+    finished_B = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    stop = torch.tensor(sorted(stop_ids), device=device)
     tokens_NT = torch.full((len(prompts), params.max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs_NT = torch.zeros((len(prompts), params.max_new_tokens), device=device)
     for step in range(params.max_new_tokens):
         token_B, logprob_B = sample_next(logits_BV, params, generator)
-        tokens_NT[rows, step], logprobs_NT[rows, step] = token_B, logprob_B
-        writing = ~torch.isin(token_B, stop)
-        if step + 1 == params.max_new_tokens or not bool(writing.any()):
+        writing_B = ~finished_B
+        tokens_NT[rows[writing_B], step], logprobs_NT[rows[writing_B], step] = token_B[writing_B], logprob_B[writing_B]
+        finished_B = finished_B | torch.isin(token_B, stop)
+        finished = int(finished_B.sum())
+        if step + 1 == params.max_new_tokens or finished == len(rows):
             break
-        if not bool(writing.all()):
-            keep = writing.nonzero()[:, 0]
-            cache.batch_select_indices(keep)
-            rows, token_B, attention_mask, next_position = rows[keep], token_B[keep], attention_mask[keep], next_position[keep]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
-        out = model(input_ids=token_B[:, None], attention_mask=attention_mask, position_ids=next_position,
-                    past_key_values=cache, use_cache=True)
-        logits_BV = out.logits[:, -1, :].float()
-        next_position = next_position + 1
-    return _collect(tokens_NT[:, : step + 1], logprobs_NT[:, : step + 1], stop_ids) if params.max_new_tokens else \
-        [Completion([]) for _ in prompts]
+        if finished >= max(1, len(rows) // COMPACT_FRACTION):
+            keep = (~finished_B).nonzero()[:, 0]
+            decoder.select(keep)
+            rows, token_B, next_position_B, finished_B = rows[keep], token_B[keep], next_position_B[keep], finished_B[keep]
+        logits_BV = decoder.step(token_B, next_position_B).float()
+        next_position_B = next_position_B + 1
+    return _collect(tokens_NT[:, : step + 1], logprobs_NT[:, : step + 1], stop_ids)
+
+
+def _decoder(model: torch.nn.Module, fast: bool, rows: int, width: int):
+    weights = decode_weights(model) if fast else None
+    if weights is None:
+        return _ModelDecoder(model)
+    parameter = next(model.parameters())
+    return DecodeState(weights, rows, width, parameter.dtype, parameter.device)
+
+
+class _ModelDecoder:
+    """The model's own forward with a growing cache: for architectures `fast_decode` lacks.
+    The same interface as `fast_decode.DecodeState`."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.cache, self.attention_mask = model, DynamicCache(), None
+
+    @torch.no_grad()
+    def prefill(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        self.attention_mask = attention_mask
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def select(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+        self.attention_mask = self.attention_mask[index]
+
+    @torch.no_grad()
+    def step(self, token_B: torch.Tensor, position_B: torch.Tensor) -> torch.Tensor:
+        self.attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones((len(token_B), 1))], dim=1)
+        out = self.model(input_ids=token_B[:, None], attention_mask=self.attention_mask,
+                         position_ids=position_B[:, None], past_key_values=self.cache, use_cache=True)
+        return out.logits[:, -1, :]
 
 
 def _collect(tokens_NT: torch.Tensor, logprobs_NT: torch.Tensor, stop_ids: set[int]) -> list[Completion]:
