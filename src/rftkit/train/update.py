@@ -4,6 +4,10 @@ Rows are split into mini-batches (one optimizer step each) and those into micro-
 that fit a token budget (gradients accumulate). Loss denominators are the mini-batch's, so
 the accumulated gradient equals the mini-batch's full gradient whatever the micro split.
 
+Rows whose loss has no gradient (all-zero advantages, and no term that reads them otherwise)
+are left out of the forward and backward passes: see `rows_with_gradient`. The entropy metric
+is then measured on the rows trained.
+
 Fully on-policy (one epoch, one mini-batch) the sampling policy *is* the current policy:
 `old` is the fresh log-prob detached, the ratio is exactly 1 and the clip a no-op. Otherwise
 `old` is the sampling pass's own log-probs, recorded during generation, which equal a
@@ -112,14 +116,36 @@ def update(
     return stats.means()
 
 
+def rows_with_gradient(tensors: StepTensors, plan: UpdatePlan, has_critic: bool) -> torch.Tensor:
+    """[n] indices of the rows whose loss can have a gradient.
+
+    Every policy loss is advantage x f(ratio) per token, so a row whose advantages are all
+    zero (in GRPO, each row of a group whose samples all earned the same reward: often a
+    third of a batch) adds exactly zero to the loss and to its gradient, while the loss's
+    denominators come from the whole batch. Skipping such rows changes no update, only the
+    work. Rows all count when another term reads them: a KL or entropy term, or a critic.
+    """
+    rows = tensors.advantages.shape[0]
+    if tensors.reference_logprobs is not None or plan.entropy_coef > 0 or has_critic:
+        return torch.arange(rows)
+    return tensors.advantages.ne(0).any(-1).nonzero()[:, 0].cpu()
+
+
 def _optimizer_step(model, optimizer, mini, tensors, plan, stats, *, first_epoch, critic, critic_optimizer):
     optimizer.zero_grad(set_to_none=True)
     if critic_optimizer is not None:
         critic_optimizer.zero_grad(set_to_none=True)
     denominators = batch_denominators(mini.completion_mask_NC)
     denominators["max_tokens"] = float(plan.max_completion_tokens)
+    learning = rows_with_gradient(tensors, plan, critic is not None)
     policy_total, value_total = 0.0, 0.0  # micro-batch losses add up to the mini-batch's
-    for index in micro_batches(mini, plan.micro_batch_tokens):
+    if len(learning):
+        mini = mini.rows(learning)
+        tensors = tensors.take(learning, mini.completion_mask_NC.shape[1])
+    else:  # a zero gradient still takes an optimizer step (momentum, weight decay), as it would unskipped
+        for parameter in (p for p in model.parameters() if p.requires_grad):
+            parameter.grad = torch.zeros_like(parameter)
+    for index in micro_batches(mini, plan.micro_batch_tokens) if len(learning) else []:
         micro = mini.rows(index)
         micro_tensors = tensors.take(index, micro.completion_mask_NC.shape[1])
         loss = _policy_loss(model, micro, micro_tensors, plan, denominators, stats, first_epoch)

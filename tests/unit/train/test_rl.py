@@ -161,3 +161,39 @@ def test_several_mini_batches_use_sampling_logprobs_as_old():
     assert not trainer.plan.on_policy
     metrics = trainer.step().metrics
     assert 0.0 <= metrics["clip_frac"] <= 1.0
+
+
+def test_rows_without_gradient_are_skipped_without_changing_the_update(monkeypatch):
+    """Rows whose advantages are all zero add nothing to the loss or its gradient, so the update
+    leaves them out of the forward pass; the step must equal one that computes every row."""
+    import rftkit.train.update as update_module
+
+    skipping, computing = make_trainer(steps=1), make_trainer(steps=1)
+    everything = lambda tensors, plan, has_critic: torch.arange(tensors.advantages.shape[0])  # noqa: E731
+    trained = []
+    original = update_module.rows_with_gradient
+    for trainer, select in ((skipping, original), (computing, everything)):
+        trainer.optimizer = torch.optim.SGD([p for p in trainer.model.parameters() if p.requires_grad], lr=1.0)
+        monkeypatch.setattr(update_module, "rows_with_gradient",
+                            lambda *a, select=select: trained.append(len(select(*a))) or select(*a))
+        metrics = trainer.step().metrics
+        trainer.metrics = metrics
+    assert 0 < trained[0] < trained[1] == 32  # some groups had no signal, and were skipped
+    assert skipping.metrics["loss"] == pytest.approx(computing.metrics["loss"], abs=1e-7)
+    assert skipping.metrics["grad_norm"] == pytest.approx(computing.metrics["grad_norm"], rel=1e-5)
+    for a, b in zip(params_of(skipping.model), params_of(computing.model)):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_every_row_is_computed_when_kl_or_entropy_reads_it():
+    from rftkit.train.update import StepTensors, rows_with_gradient
+
+    advantages = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, -2.0]])
+    tensors = StepTensors(advantages=advantages, sampling_logprobs=torch.zeros(4, 2))
+    plan = make_trainer(steps=1).plan
+    assert rows_with_gradient(tensors, plan, has_critic=False).tolist() == [1, 3]
+    assert rows_with_gradient(tensors, plan, has_critic=True).tolist() == [0, 1, 2, 3]
+    with_kl = StepTensors(advantages=advantages, sampling_logprobs=torch.zeros(4, 2), reference_logprobs=torch.zeros(4, 2))
+    assert rows_with_gradient(with_kl, plan, has_critic=False).tolist() == [0, 1, 2, 3]
+    entropy = make_trainer(steps=1, loss={"entropy_coef": 0.01}).plan
+    assert rows_with_gradient(tensors, entropy, has_critic=False).tolist() == [0, 1, 2, 3]
