@@ -33,8 +33,9 @@ sys.path.insert(0, str(HERE))
 
 from grpo_common import Settings, held_out_curve, matmul_gflops, prepare  # noqa: E402
 
-# Held-out mean reward that counts as "reached", per preset (the bases start near 0.27).
-THRESHOLDS = {"S": 0.45, "M": 0.45}
+# Held-out mean reward that counts as "reached", per preset: the S base starts at 0.22-0.27
+# and both sides end 40 steps near 0.40-0.42, so 0.40 is reached within a quick run.
+THRESHOLDS = {"S": 0.40, "M": 0.45}
 VARIANTS = {"full": (False, 0.0), "full-kl": (False, 0.04), "lora": (True, 0.0), "lora-kl": (True, 0.04)}
 # Full fine-tuning rates per preset (at 3e-4 the M model's held-out reward falls on both sides),
 # and the LoRA rate: an adapter needs a larger step.
