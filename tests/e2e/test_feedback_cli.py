@@ -43,3 +43,36 @@ def test_add_import_agree_and_export(tmp_path):
     assert lines[0]["answers"][0] == {"text": "7", "sample_ref": f"{run / 'samples.jsonl'}:1"}
     other = run_cli("feedback", "list", "--project", "beta", "--json", cwd=tmp_path)
     assert other.returncode == 0 and other.stdout == ""
+
+
+def test_prelabel_with_a_real_judge_server(tmp_path, monkeypatch):
+    import re
+
+    from unit.graders.conftest import ScriptedServer, _chat_reply
+
+    def reply(_path, body):  # an OpenAI-compatible judge: "7" scores 9/10, anything else 2/10
+        graded = re.search(r">>\n(.*)\n<</", body["messages"][1]["content"]).group(1)
+        return 200, _chat_reply(json.dumps({"result": 9 if graded == "7" else 2}))
+
+    judge = ScriptedServer(reply)
+    try:
+        items = write_jsonl(tmp_path / "items.jsonl", [{"item_id": "q1", "prompt": "3+4=", "answers": ["7", "8"]}])
+        assert run_cli("feedback", "add", "--items", items, cwd=tmp_path).returncode == 0
+        grader = tmp_path / "judge.json"
+        grader.write_text(json.dumps({"type": "score_model", "name": "sums", "model": "judge", "range": [0, 10],
+                                      "input": [{"role": "user", "content": "Right? {{ sample.output_text }}"}]}))
+        done = run_cli("feedback", "prelabel", "--grader", grader, "--criterion", "accuracy", "--unsafe-below", "0.5",
+                       "--judge-base-url", judge.url + "/v1", "--judge-api-key", "sk-test", cwd=tmp_path)
+        assert done.returncode == 0 and "pre-labelled 1 item(s)" in done.stderr, done.stderr
+        assert len(judge.requests) == 2  # one grade per answer
+        again = run_cli("feedback", "prelabel", "--grader", grader, "--judge-base-url", judge.url + "/v1", cwd=tmp_path)
+        assert "pre-labelled 0 item(s)" in again.stderr and len(judge.requests) == 2  # not twice
+        from rftkit.feedback.store import FeedbackStore
+
+        [label] = FeedbackStore(f"sqlite:///{tmp_path}/runs/feedback.db").judgements(status="prelabel")
+        assert (label.reviewer, label.preferred, label.unsafe) == ("judge:sums", 0, [False, True])
+        assert label.ratings == [{"accuracy": 5}, {"accuracy": 2}]
+        bad = run_cli("feedback", "prelabel", "--grader", items, cwd=tmp_path)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    finally:
+        judge.close()

@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from rftkit.cli.common import out
+from rftkit.cli.common import out, read_json
+from rftkit.cli.graders import JUDGE_KEY, JUDGE_URL, _context
 from rftkit.errors import RftkitError
 
 app = typer.Typer(help="Human feedback: add items, review agreement, export for `rftkit rm train`.",
@@ -99,6 +100,32 @@ def list_items(
         table.add_row(escape(item.item_id), str(len(item.answers)), str(counts.get(item.item_id, 0)),
                       escape(_preview(item.prompt)))
     out.print(table)
+
+
+@app.command("prelabel")
+def prelabel_items(
+    grader: Path = typer.Option(..., "--grader", help="The judge: a score_model or label_model grader spec (JSON)."),
+    criterion: Optional[str] = typer.Option(None, help="Also rate this criterion 1-5 from the judge's score."),
+    unsafe_below: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                 help="Flag answers the judge scores under this (0-1) unsafe."),
+    limit: int = typer.Option(1000, min=1, help="Most items to pre-label (those this judge has not labelled yet)."),
+    judge_base_url: Optional[str] = JUDGE_URL,
+    judge_api_key: Optional[str] = JUDGE_KEY,
+    db: str = DB,
+    project: str = PROJECT,
+) -> None:
+    """Let an AI judge pre-label items; people then confirm or correct them (pre-labels never
+    train a reward model until a person has)."""
+    from rftkit.feedback.prelabel import prelabel
+
+    spec = read_json(grader, "grader")
+    context = _context(grader, judge_base_url, judge_api_key, None)
+    result = prelabel(open_store(db, project), spec, criterion=criterion, unsafe_below=unsafe_below,
+                      context=context, limit=limit)
+    out.print(f"pre-labelled {len(result.judgement_ids)} item(s)"
+              + (f"; {len(result.skipped)} skipped (the judge failed on them)" if result.skipped else ""))
+    for item_id, why in list(result.skipped.items())[:10]:
+        out.print(f"  {escape(item_id)}: {escape(why)}")
 
 
 @app.command("export")
