@@ -166,6 +166,7 @@ def test_stream_a_chat_completion(service):
     whole = client.chat.completions.create(**say)
     chunks = list(client.chat.completions.create(**say, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant" and len({c.id for c in chunks}) == 1
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 2  # as tokens come
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == \
         [whole.choices[0].finish_reason]

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from rftkit.api import stream
 from rftkit.api.auth import project
 from rftkit.api.errors import error_response
 from rftkit.api.shapes import model_object
-from rftkit.api.stream import completion_events
 from rftkit.errors import RftkitError
 from rftkit.jobs import runs
 from rftkit.jobs.models import checkpoint_name, local_models, resolve_model
@@ -93,17 +93,31 @@ def _sampling(body: dict) -> dict:
             "top_p": float(body.get("top_p") or 1.0), "seed": body.get("seed")}
 
 
+def _worker_request(service, owner: str, body: dict, stream: bool) -> dict:
+    """What the inference worker is asked; checks the body and resolves the model first."""
+    return {"model_path": str(resolve_model(service.store, owner, str(body.get("model") or ""), service.data_dir)),
+            "messages": _messages(body.get("messages")), **_sampling(body), "stream": stream}
+
+
+def _head(body: dict) -> dict:
+    return {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": str(body.get("model"))}
+
+
 def _complete(service, owner: str, body: dict) -> dict:
-    name = str(body.get("model") or "")
-    request = {"model_path": str(resolve_model(service.store, owner, name, service.data_dir)),
-               "messages": _messages(body.get("messages")), **_sampling(body)}
-    reply = service.serving.complete(request)
+    reply = service.serving.complete(_worker_request(service, owner, body, stream=False))
     choices = [{"index": i, "message": {"role": "assistant", "content": c["text"], "refusal": None},
                 "finish_reason": c["finish_reason"], "logprobs": None} for i, c in enumerate(reply["choices"])]
-    usage = {"prompt_tokens": reply["prompt_tokens"], "completion_tokens": reply["completion_tokens"],
-             "total_tokens": reply["prompt_tokens"] + reply["completion_tokens"]}
-    return {"id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion", "created": int(time.time()),
-            "model": name, "choices": choices, "usage": usage, "system_fingerprint": None}
+    return {**_head(body), "object": "chat.completion", "choices": choices, "usage": stream.usage(reply),
+            "system_fingerprint": None}
+
+
+async def _stream(service, owner: str, body: dict, include_usage: bool) -> StreamingResponse:
+    """Errors up to the first token answer as JSON; then the events follow as tokens come."""
+    request = await run_in_threadpool(_worker_request, service, owner, body, True)
+    messages = stream.start(service.serving.stream(request))
+    first = await stream.next_message(messages)
+    return StreamingResponse(stream.chat_events(_head(body), first, messages, include_usage),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _stream_options(body: dict) -> tuple[bool, bool]:
@@ -118,12 +132,11 @@ def _stream_options(body: dict) -> tuple[bool, bool]:
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: dict = Body(...), owner: str = Depends(project)):
-    stream, include_usage = _stream_options(body)
+    streaming, include_usage = _stream_options(body)
+    service = request.app.state.service
     try:
-        completion = await run_in_threadpool(_complete, request.app.state.service, owner, body)
+        if streaming:
+            return await _stream(service, owner, body, include_usage)
+        return await run_in_threadpool(_complete, service, owner, body)
     except WorkerFailed as err:
         return error_response(500, str(err), "server_error")
-    if not stream:
-        return completion
-    return StreamingResponse(completion_events(completion, include_usage), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})

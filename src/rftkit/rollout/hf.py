@@ -12,6 +12,7 @@ and with less control over what is recorded (the sampling log-probs, the finish 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -116,6 +117,7 @@ def generate(
     stop_ids: set[int],
     generator: torch.Generator | None = None,
     fast: bool = True,
+    on_tokens: Callable[[list[int], list[int]], None] | None = None,
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt G times for a group).
 
@@ -125,6 +127,8 @@ def generate(
     mostly for rows still writing (they leave once they are 1/COMPACT_FRACTION of the batch:
     removing rows copies the cache, too dear to do at every step). Llama-family models decode through
     `fast_decode` (same mathematics, a fraction of the operators) unless `fast` is False.
+    `on_tokens(rows, tokens)`, when given, hears each step's new token of every row still
+    writing (rows numbered as in `prompts`), for streaming.
     """
     if not params.max_new_tokens:
         return [Completion([]) for _ in prompts]
@@ -145,6 +149,8 @@ def generate(
         token_B, logprob_B = sample_next(logits_BV, params, generator)
         writing_B = ~finished_B
         tokens_NT[rows[writing_B], step], logprobs_NT[rows[writing_B], step] = token_B[writing_B], logprob_B[writing_B]
+        if on_tokens is not None:
+            on_tokens(rows[writing_B].tolist(), token_B[writing_B].tolist())
         finished_B = finished_B | torch.isin(token_B, stop)
         finished = int(finished_B.sum())
         if step + 1 == params.max_new_tokens or finished == len(rows):

@@ -1,6 +1,7 @@
 """`python -m rftkit.serving.worker`: answer chat requests, one JSON line in, one out.
 
-Replies go to the process's original stdout; anything libraries print is sent to stderr so
+A request with `"stream": true` is answered by `{"delta": {"index", "content"}}` lines as the
+tokens are sampled, then the same final line. Replies go to the process's original stdout; anything libraries print is sent to stderr so
 it cannot corrupt the protocol. The two most recently used models stay loaded.
 """
 
@@ -10,6 +11,7 @@ import json
 import os
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from rftkit.errors import RftkitError
@@ -36,7 +38,33 @@ class Models:
         return self.loaded[key]
 
 
-def answer(models: Models, request: dict) -> dict:
+class TextStream:
+    """Each choice's text as its tokens arrive: what is new since the last call, held back
+    while the tokens end inside a character that more bytes will complete."""
+
+    def __init__(self, tokenizer, choices: int, stop_ids: set[int]):
+        self.tokenizer, self.stop_ids = tokenizer, stop_ids
+        self.ids: list[list[int]] = [[] for _ in range(choices)]
+        self.sent = [""] * choices
+
+    def add(self, rows: list[int], tokens: list[int]) -> list[tuple[int, str]]:
+        pieces = []
+        for row, token in zip(rows, tokens):
+            if token in self.stop_ids:
+                continue
+            self.ids[row].append(token)
+            text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
+            if not text.endswith("\ufffd") and text.startswith(self.sent[row]) and len(text) > len(self.sent[row]):
+                pieces.append((row, text[len(self.sent[row]):]))
+                self.sent[row] = text
+        return pieces
+
+    def rest(self, row: int, final: str) -> str:
+        """What the final text adds to what was sent (a held-back last character)."""
+        return final[len(self.sent[row]):] if final.startswith(self.sent[row]) else ""
+
+
+def answer(models: Models, request: dict, emit: Callable[[dict], None] | None = None) -> dict:
     import torch
 
     from rftkit.data.chat import render_prompt
@@ -51,10 +79,20 @@ def answer(models: Models, request: dict) -> dict:
     generator = None
     if request.get("seed") is not None:
         generator = torch.Generator(device=device).manual_seed(int(request["seed"]))
-    n = int(request.get("n") or 1)
-    completions = generate(model, [prompt] * n, params, pad_id=tokenizer.pad_token_id,
-                           stop_ids=stop_token_ids(model, tokenizer), generator=generator)
-    return {"choices": [{"text": decode(tokenizer, c), "finish_reason": c.finish_reason} for c in completions],
+    n, stops = int(request.get("n") or 1), stop_token_ids(model, tokenizer)
+    stream = TextStream(tokenizer, n, stops) if request.get("stream") and emit else None
+
+    def on_tokens(rows: list[int], tokens: list[int]) -> None:
+        for row, piece in stream.add(rows, tokens):
+            emit({"delta": {"index": row, "content": piece}})
+
+    completions = generate(model, [prompt] * n, params, pad_id=tokenizer.pad_token_id, stop_ids=stops,
+                           generator=generator, on_tokens=on_tokens if stream else None)
+    texts = [decode(tokenizer, c) for c in completions]
+    for row, final in enumerate(texts if stream else []):
+        if rest := stream.rest(row, final):
+            emit({"delta": {"index": row, "content": rest}})
+    return {"choices": [{"text": t, "finish_reason": c.finish_reason} for t, c in zip(texts, completions)],
             "prompt_tokens": len(prompt), "completion_tokens": sum(len(c.token_ids) for c in completions)}
 
 
@@ -63,9 +101,10 @@ def main() -> None:
     os.dup2(2, 1)  # stray prints from libraries go to stderr
     sys.stdout = sys.stderr
     models = Models()
+    emit = lambda message: replies.write(json.dumps(message) + "\n")  # noqa: E731
     for line in sys.stdin:
         try:
-            reply = answer(models, json.loads(line))
+            reply = answer(models, json.loads(line), emit)
         except RftkitError as err:
             reply = {"error": str(err), "user_error": True}
         except Exception as err:  # noqa: BLE001 — reported to the server, which answers 500
