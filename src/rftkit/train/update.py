@@ -5,8 +5,9 @@ that fit a token budget (gradients accumulate). Loss denominators are the mini-b
 the accumulated gradient equals the mini-batch's full gradient whatever the micro split.
 
 Rows whose loss has no gradient (all-zero advantages, and no term that reads them otherwise)
-are left out of the forward and backward passes: see `rows_with_gradient`. The entropy metric
-is then measured on the rows trained.
+are left out of the forward and backward passes: see `rows_with_gradient`. The clip fraction
+still counts their tokens (never clipped at zero advantage); the entropy metric is measured on
+the rows trained.
 
 Fully on-policy (one epoch, one mini-batch) the sampling policy *is* the current policy:
 `old` is the fresh log-prob detached, the ratio is exactly 1 and the clip a no-op. Otherwise
@@ -139,6 +140,10 @@ def _optimizer_step(model, optimizer, mini, tensors, plan, stats, *, first_epoch
     denominators["max_tokens"] = float(plan.max_completion_tokens)
     learning = rows_with_gradient(tensors, plan, critic is not None)
     policy_total, value_total = 0.0, 0.0  # micro-batch losses add up to the mini-batch's
+    # a skipped row's tokens have zero advantage, so none of them is clipped: count them so
+    skipped_tokens = float(mini.completion_mask_NC.sum()) - float(mini.completion_mask_NC[learning].sum())
+    if skipped_tokens:
+        stats.add("clip_frac", 0.0, skipped_tokens)
     if len(learning):
         mini = mini.rows(learning)
         tensors = tensors.take(learning, mini.completion_mask_NC.shape[1])
