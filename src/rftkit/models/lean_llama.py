@@ -75,12 +75,16 @@ class LeanWeights:
         body, config = getattr(base, "model", None), getattr(base, "config", None)
         if not hasattr(body, "layers") or not _supported(config):
             return None
-        layers = [_layer_weights(layer) for layer in body.layers]
+        try:
+            layers = [_layer_weights(layer) for layer in body.layers]
+            embed, head = _weight(body.embed_tokens), _weight(base.get_output_embeddings())
+        except _Unsupported:
+            return None
         if any(layer is None for layer in layers):
             return None
         heads = config.num_attention_heads
-        return cls(embed=_weight(body.embed_tokens), layers=layers, norm_final=body.norm.weight,
-                   head=_weight(base.get_output_embeddings()), inv_freq=body.rotary_emb.inv_freq,
+        return cls(embed=embed, layers=layers, norm_final=body.norm.weight,
+                   head=head, inv_freq=body.rotary_emb.inv_freq,
                    heads=heads, kv_heads=config.num_key_value_heads or heads,
                    head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads, eps=config.rms_norm_eps)
 
@@ -105,11 +109,17 @@ def _supported(config) -> bool:
             and not window)
 
 
+class _Unsupported(Exception):
+    """An adapter this forward cannot merge (not plain LoRA)."""
+
+
 def _weight(module: torch.nn.Module) -> torch.Tensor:
     """A linear or embedding layer's weight with any active, unmerged LoRA adapters added in."""
     base = getattr(module, "base_layer", None)
     if base is None:
         return module.weight
+    if not _plain_lora(module):
+        raise _Unsupported
     weight = base.weight
     if getattr(module, "disable_adapters", False) or getattr(module, "merged", False):
         return weight
@@ -117,6 +127,14 @@ def _weight(module: torch.nn.Module) -> torch.Tensor:
     for adapter in (a for a in module.active_adapters if a in known):
         weight = weight + module.get_delta_weight(adapter)
     return weight
+
+
+def _plain_lora(module: torch.nn.Module) -> bool:
+    """LoRA whose effect is exactly `get_delta_weight`: no variant (DoRA's magnitudes), no
+    bias on B."""
+    variants = [*getattr(module, "lora_variant", {}).values(), *getattr(module, "use_dora", {}).values()]
+    biased = any(getattr(layer, "bias", None) is not None for layer in getattr(module, "lora_B", {}).values())
+    return not any(variants) and not biased
 
 
 def _bias(module: torch.nn.Module) -> torch.Tensor | None:

@@ -85,3 +85,16 @@ def test_other_architectures_use_their_own_forward():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     assert LeanWeights.of(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))) is None
+
+
+def test_large_models_and_dora_use_their_own_forward(monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    import rftkit.rollout.fast_decode as fast_decode
+
+    model = build_tiny("tiny", seed=0)[0]
+    assert fast_decode.decode_weights(model) is not None
+    monkeypatch.setattr(fast_decode, "MAX_PARAMETERS", 1_000_000)  # the tiny model has 1.1M
+    assert fast_decode.decode_weights(model) is None
+    dora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj"]))
+    assert LeanWeights.of(dora) is None
