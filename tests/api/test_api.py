@@ -230,3 +230,58 @@ def test_deleting_models_refuses_base_models_and_checkpoints_a_job_may_resume_fr
     conflict = client.delete(f"/v1/models/{name}:ckpt-step-1", headers=headers)
     assert conflict.status_code == 409 and "may resume from its checkpoints" in conflict.text and folder.is_dir()
     assert client.delete(f"/v1/models/{name}:ckpt-step-1", headers=auth(keys["beta"])).status_code == 404
+
+
+def cancelled_job_with_checkpoints(client, key, tmp_path, model, steps, files=1):
+    """A cancelled job and its `ft:` name, with checkpoint folders as its run would have left them."""
+    job = new_job(client, key, tmp_path, model).json()
+    wait_status(client, key, job["id"], "queued")
+    assert client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=auth(key)).json()["status"] == "cancelled"
+    for step in steps:
+        folder = tmp_path / "data" / "jobs" / job["id"] / "run" / f"checkpoint-{step}" / "model"
+        folder.mkdir(parents=True)
+        for index in range(files):
+            (folder / f"shard-{index}.bin").write_bytes(b"w" * 64)
+    return job["id"], f"ft:{Path(model).name}:alpha::{job['id']}"
+
+
+def test_a_model_other_jobs_are_based_on_is_not_deleted(api):
+    client, keys, tmp_path, model = api
+    headers = auth(keys["alpha"])
+    base_id, name = cancelled_job_with_checkpoints(client, keys["alpha"], tmp_path, model, (1, 2))
+    based = new_job(client, keys["alpha"], tmp_path, f"{name}:ckpt-step-1").json()
+    assert based["status"] == "validating_files", based
+    folder = tmp_path / "data" / "jobs" / base_id / "run" / "checkpoint-1" / "model"
+    refused = client.delete(f"/v1/models/{name}:ckpt-step-1", headers=headers)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "invalid_state"
+    assert based["id"] in refused.json()["error"]["message"] and folder.is_dir()
+    # finished jobs too: a LoRA adapter keeps pointing at its base model's folder
+    client.post(f"/v1/fine_tuning/jobs/{based['id']}/cancel", headers=headers)
+    assert client.delete(f"/v1/models/{name}:ckpt-step-1", headers=headers).status_code == 409 and folder.is_dir()
+    assert client.delete(f"/v1/models/{name}:ckpt-step-2", headers=headers).json()["deleted"]  # no job uses it
+
+
+def test_of_concurrent_deletes_of_a_model_one_deletes_and_the_others_answer_404(api):
+    client, keys, tmp_path, model = api
+    _, name = cancelled_job_with_checkpoints(client, keys["alpha"], tmp_path, model, (1,), files=400)
+    statuses = []
+    threads = [threading.Thread(target=lambda: statuses.append(
+        client.delete(f"/v1/models/{name}:ckpt-step-1", headers=auth(keys["alpha"])).status_code)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [404] * 7
+
+
+def test_model_errors_do_not_show_the_servers_paths(api):
+    client, keys, tmp_path, model = api
+    headers = auth(keys["alpha"])
+    (tmp_path / "data" / "models" / "tiny").mkdir(parents=True)
+    data_dir = str(tmp_path / "data")
+    base = client.delete("/v1/models/tiny", headers=headers).json()["error"]["message"]
+    unknown_chat = client.post("/v1/chat/completions", headers=headers, json={
+        "model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}).json()["error"]["message"]
+    unknown_job = new_job(client, keys["alpha"], tmp_path, "no-such-model").json()["error"]["message"]
+    for message in (base, unknown_chat, unknown_job):
+        assert "DATA_DIR/models" in message and data_dir not in message, message

@@ -8,6 +8,7 @@ directories: a name under DATA_DIR/models/, or a path on the server.
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rftkit.jobs.states import TERMINAL, JobConflict
 from rftkit.jobs.store import NotFound, Store
 
 CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-(\d+)$")
+MODELS_FOLDER = "DATA_DIR/models"  # as messages name it: the server's own paths stay out of answers
 
 
 class ModelNotDeletable(RftkitError):
@@ -78,23 +80,46 @@ def resolve_model(store: Store, project: str, name: str, data_dir: Path) -> Path
         return found
     if "/" in name and not Path(name).is_absolute():
         return name  # a hub name: the worker loads it when online
-    raise NotFound(f"no model {name!r}", fix=f"name a directory under {data_dir / 'models'}, an absolute "
+    raise NotFound(f"no model {name!r}", fix=f"name a directory under {MODELS_FOLDER}, an absolute "
                                              "path to a Hugging Face model directory, or an ft: model")
+
+
+def jobs_based_on(store: Store, project: str, folder: Path) -> list[str]:
+    """Ids of the project's jobs whose base model lies in `folder`, whatever their status: a run
+    loads its base when it starts or resumes, and a LoRA adapter keeps pointing at it after."""
+    inside = folder.resolve()
+    return [job_id for job_id, model in store.jobs_by_base_model(project)
+            if Path(model).is_absolute() and Path(model).resolve().is_relative_to(inside)]
+
+
+def _remove_folder(folder: Path, name: str) -> None:
+    """Move the folder aside, then remove it: the rename is atomic, so of two deletes racing
+    one removes the weights and the other finds nothing (NotFound), never a half-removed tree."""
+    doomed = folder.with_name(f".{folder.name}.deleting-{secrets.token_hex(6)}")
+    try:
+        folder.rename(doomed)
+    except FileNotFoundError:
+        raise NotFound(f"The model '{name}' does not exist") from None
+    shutil.rmtree(doomed)
 
 
 def delete_model(store: Store, project: str, name: str, data_dir: Path) -> None:
     """Delete a fine-tuned model's or a checkpoint's weights (the job and its metrics stay).
 
     Base models answer ModelNotDeletable; checkpoints of a job that may still resume from
-    them, JobConflict."""
+    them, and models other jobs are based on, JobConflict."""
     if not name.startswith("ft:"):
         if base_model_dir(name, data_dir) is not None or name in dict(store.base_models(project)):
             raise ModelNotDeletable(f"{name!r} is a base model; only fine-tuned models (ft:...) can be deleted",
-                                    fix=f"remove it from {data_dir / 'models'} on the server")
+                                    fix=f"remove it from {MODELS_FOLDER} on the server")
         raise NotFound(f"The model '{name}' does not exist")
     folder = fine_tuned_dir(store, project, name)
     job = store.job(next(part for part in name.split(":") if part.startswith("ftjob-")), project)
     if job["status"] not in TERMINAL:
         raise JobConflict(f"job {job['id']} is {job['status']} and may resume from its checkpoints",
                           fix="cancel the job, or wait for it to finish")
-    shutil.rmtree(folder)
+    dependents = jobs_based_on(store, project, folder)
+    if dependents:
+        raise JobConflict(f"{name!r} is the base model of job(s) {', '.join(dependents)}, which load its weights "
+                          "(and whose LoRA adapters point at them)", fix="keep it while those jobs are needed")
+    _remove_folder(folder, name)

@@ -160,6 +160,12 @@ class Store:
                 seen.setdefault(spec["model"], created)
         return list(seen.items())
 
+    def jobs_by_base_model(self, project: str) -> list[tuple[str, str]]:
+        """(job id, the base model its spec names: a resolved path or a hub name), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.spec).where(jobs.c.project == project).order_by(jobs.c.seq))
+            return [(job_id, spec["model"]) for job_id, spec in rows]
+
     def change(self, job_id: str, action: str, message: str | None = None, *, project: str | None = None,
                level: str = "info", **values: Any) -> dict:
         """Apply `action` to the job's status (compare-and-set), with `values` and an event."""
