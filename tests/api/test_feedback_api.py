@@ -50,7 +50,9 @@ def test_items_queue_per_reviewer_and_pages_like_the_other_lists(api):
     assert item["answers"] == [{"text": "7", "sample_ref": None}, {"text": "8", "sample_ref": None}]
     assert [(j["reviewer"], j["preferred"], j["status"]) for j in item["judgements"]] == [("ann", 0, "final")]
     again = client.post("/v1/feedback/items", headers=keys["ann"], json={"items": ITEMS[:1]})
-    assert again.status_code == 400 and "items already in the store: q1" in again.json()["error"]["message"]
+    assert again.status_code == 200 and again.json()["skipped"] == ["q1"]  # the same item again changes nothing
+    other = client.post("/v1/feedback/items", headers=keys["ann"], json={"items": [{**ITEMS[0], "answers": ["7", "9"]}]})
+    assert other.status_code == 400 and "items already in the store: q1" in other.json()["error"]["message"]
 
 
 def test_bad_judgements_answer_404_or_400_naming_the_field(api):
@@ -134,10 +136,52 @@ def test_items_from_an_uploaded_file_name_its_bad_lines(api, tmp_path):
     assert reply.status_code == 400 and "mine.jsonl:2: answers: 1 given" in message and "mine.jsonl:3: invalid JSON" in message
     write_jsonl(path, rows[:1])
     added = client.post("/v1/feedback/items", headers=keys["ann"], files={"file": ("mine.jsonl", path.read_bytes())})
-    assert added.json()["added"] == ["mine.jsonl:1"]
-    assert client.get("/v1/feedback/items/mine.jsonl:1", headers=keys["ann"]).json()["source"] == "mine.jsonl"
+    [item_id] = added.json()["added"]
+    assert client.get(f"/v1/feedback/items/{item_id}", headers=keys["ann"]).json()["source"] == "mine.jsonl"
     bad_body = client.post("/v1/feedback/items", headers=keys["ann"], json={"items": [{"prompt": "x", "answers": "ab"}]})
     assert bad_body.status_code == 400 and "items[0].answers" in bad_body.json()["error"]["message"]
+
+
+def test_items_without_ids_from_several_posts_never_collide_and_the_same_item_again_is_skipped(api):
+    client, keys = api
+    post = lambda items: client.post("/v1/feedback/items", headers=keys["ann"], json={"items": items})  # noqa: E731
+    first = post([{"prompt": "3+4=", "answers": ["7", "8"]}]).json()
+    second = post([{"prompt": "1+1=", "answers": ["2", "3"]}]).json()
+    assert len(first["added"]) == len(second["added"]) == 1 and first["added"] != second["added"]
+    again = post([{"prompt": "3+4=", "answers": ["7", "8"]}])
+    assert again.status_code == 200 and again.json() == {**first, "added": [], "skipped": first["added"]}
+    upload = client.post("/v1/feedback/items", headers=keys["ann"],
+                         files={"file": ("items.jsonl", b'{"prompt": "3+4=", "answers": ["7", "8"]}\n')})
+    assert upload.json()["skipped"] == first["added"]
+
+
+@pytest.mark.parametrize("filename, shown", [("..", ".."), (".", "."), ("a" * 300 + ".jsonl", "a" * 300 + ".jsonl"),
+                                             ("../../etc/x.jsonl", "x.jsonl")])
+def test_any_upload_file_name_is_only_a_name_in_messages(api, filename, shown):
+    client, keys = api
+    good = b'{"item_id": "u1", "prompt": "p", "answers": ["a", "b"]}\n'
+    added = client.post("/v1/feedback/items", headers=keys["ann"], files={"file": (filename, good)})
+    assert added.status_code == 200 and added.json()["added"] + added.json()["skipped"] == ["u1"]
+    bad = client.post("/v1/feedback/items", headers=keys["ann"], files={"file": (filename, b'{"prompt": "p"}\n')})
+    assert bad.status_code == 400 and f"{shown}:1: answers: Field required" in bad.json()["error"]["message"]
+    feedback = b'{"item_id": "u1", "reviewer": "ann", "ratings": [{"accuracy": 9}, {}]}\n'
+    imported = client.post("/v1/feedback/import", headers=keys["ann"], files={"file": (filename, feedback)})
+    assert imported.status_code == 400 and f"{shown}:1: ratings[0].accuracy: 9" in imported.json()["error"]["message"]
+
+
+def test_uploads_that_are_not_utf8_or_have_a_bad_sample_ref_answer_400_naming_them(api):
+    client, keys = api
+    latin1 = b'{"prompt": "caf\xe9", "answers": ["a", "b"]}\n'
+    for route in ("items", "import"):
+        reply = client.post(f"/v1/feedback/{route}", headers=keys["ann"], files={"file": ("mine.jsonl", latin1)})
+        assert reply.status_code == 400 and "mine.jsonl:1: not UTF-8 text" in reply.json()["error"]["message"]
+    row = {"item_id": "u2", "prompt": "p", "answers": [{"text": "a", "sample_ref": 5}, "b"]}
+    reply = client.post("/v1/feedback/items", headers=keys["ann"],
+                        files={"file": ("mine.jsonl", (json.dumps(row) + "\n").encode())})
+    assert reply.status_code == 400 and "mine.jsonl:1: answers.0.sample_ref: Input should be a valid string" in reply.text
+    reply = client.post("/v1/feedback/items", headers=keys["ann"], json={"items": [row]})
+    assert reply.status_code == 400 and "items[0].answers.0.sample_ref: Input should be a valid string" in reply.text
+    assert client.get("/v1/feedback/items", headers=keys["ann"]).json()["data"] == []
 
 
 def new_job(client, headers, tmp_path, model) -> dict:

@@ -91,18 +91,19 @@ def renamed(items: list[ComparisonItem], path: Path, name: str) -> list[Comparis
             for i in items]
 
 
-def with_upload(request: Request, upload: FormFile, use: Callable[[Path], T]) -> T:
-    """`use(path)` on the upload saved to a temporary file; errors name the upload's file name."""
-    name = os.path.basename(upload.filename or "upload.jsonl") or "upload.jsonl"
+def with_upload(request: Request, upload: FormFile, use: Callable[[Path, str], T]) -> T:
+    """`use(path, name)` on the upload saved to a temporary file of the server's naming; `name`,
+    the client's file name, is only ever text in messages and sources, never part of a path."""
+    name = os.path.basename(upload.filename or "") or "upload.jsonl"
     with tempfile.TemporaryDirectory(prefix="rftkit-feedback-") as folder:
-        path = Path(folder) / name
+        path = Path(folder) / "upload.jsonl"
         with named(path, name):
             save_upload(upload, path, request.app.state.service.settings.max_upload_bytes)
-            return use(path)
+            return use(path, name)
 
 
 def upload_items(request: Request, upload: FormFile) -> list[ComparisonItem]:
-    items = with_upload(request, upload, lambda path: renamed(read_items_jsonl(path), path, path.name))
+    items = with_upload(request, upload, lambda path, name: renamed(read_items_jsonl(path), path, name))
     if not items:
         raise RftkitError(f"{upload.filename}: no items", fix='give one {"prompt", "answers"} object per line')
     return items
@@ -269,7 +270,8 @@ def export(include_ai: bool = False, owner: str = Depends(project),
 async def import_feedback(request: Request, file: UploadFile = File(...),
                           store: FeedbackStore = Depends(feedback_store)) -> dict:
     """A feedback JSONL file, all or nothing; every bad line is named."""
-    imported = await run_in_threadpool(with_upload, request, file, store.import_jsonl)
+    imported = await run_in_threadpool(with_upload, request, file,
+                                       lambda path, name: store.import_jsonl(path, name=name))
     return {"object": "feedback.import", "imported": imported}
 
 

@@ -18,13 +18,14 @@ imports alike; `read_feedback_jsonl` names the line and field of every problem.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from rftkit.errors import RftkitError
 
@@ -113,10 +114,63 @@ def raise_problems(problems: list[str], fix: str | None = None) -> None:
 # ----------------------------------------------------------------------------- the JSONL line
 
 
-class _AnswerLine(BaseModel):
+def read_utf8(path: Path, fix: str | None = None) -> str:
+    """A text file's text; a missing file or one that is not UTF-8 is an RftkitError naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RftkitError(f"{path}: no such file", fix=fix) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise RftkitError(f"{path}:{line}: not UTF-8 text (byte {err.start} cannot be decoded)",
+                          fix="save the file as UTF-8 JSONL") from None
+
+
+def default_item_id(prompt: list[dict[str, Any]], answers: list[Answer]) -> str:
+    """The id of an item given without one: a hash of its prompt and answer texts, so the same
+    item added again gets the same id and different items never share one.
+
+    >>> default_item_id([{"role": "user", "content": "3+4="}], [Answer("7"), Answer("8")])
+    'item-5c3ba3fa5c887598'
+    """
+    content = json.dumps({"prompt": prompt, "answers": [a.text for a in answers]}, sort_keys=True,
+                         ensure_ascii=False, separators=(",", ":"))
+    return "item-" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+
+
+def user_prompt(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A prompt given as a string is one user message."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+class AnswerLine(BaseModel):
+    """An answer as a file or body gives it: {"text", "sample_ref"?}, or the text alone."""
+
     model_config = ConfigDict(extra="forbid")
     text: str
     sample_ref: str | None = None
+
+
+def _text_alone(value: Any) -> Any:
+    return {"text": value} if isinstance(value, str) else value
+
+
+AnswerField = Annotated[AnswerLine, BeforeValidator(_text_alone)]
+
+
+def answers_of(lines: list[AnswerLine]) -> list[Answer]:
+    return [Answer(a.text, a.sample_ref) for a in lines]
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One `field: message` line per problem pydantic found."""
+    problems = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(line)"
+        problems.append(f"{where}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+    return problems
 
 
 class FeedbackLine(BaseModel):
@@ -126,7 +180,7 @@ class FeedbackLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: str | None = None
     prompt: str | list[dict[str, Any]] | None = None
-    answers: list[str | _AnswerLine] | None = None
+    answers: list[AnswerField] | None = None
     source_file: str | None = None
     reviewer: str
     source: Literal["human", "ai"] = "human"
@@ -138,12 +192,12 @@ class FeedbackLine(BaseModel):
     comment: str = ""
 
 
-def item_from_line(line: FeedbackLine, fallback_id: str) -> ComparisonItem | None:
+def item_from_line(line: FeedbackLine) -> ComparisonItem | None:
+    """The line's item, or None when it names a stored item by `item_id` alone."""
     if line.prompt is None or line.answers is None:
         return None
-    prompt = [{"role": "user", "content": line.prompt}] if isinstance(line.prompt, str) else line.prompt
-    answers = [Answer(a) if isinstance(a, str) else Answer(a.text, a.sample_ref) for a in line.answers]
-    return ComparisonItem(line.item_id or fallback_id, prompt, answers, line.source_file or "")
+    prompt, answers = user_prompt(line.prompt), answers_of(line.answers)
+    return ComparisonItem(line.item_id or default_item_id(prompt, answers), prompt, answers, line.source_file or "")
 
 
 def judgement_from_line(line: FeedbackLine, item_id: str) -> Judgement:
@@ -167,12 +221,8 @@ def record_to_line(record: FeedbackRecord) -> dict[str, Any]:
 
 def parse_lines(path: Path) -> list[tuple[int, FeedbackLine | None, list[str]]]:
     """(line number, parsed line or None, problems) for every non-blank line of a JSONL file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RftkitError(f"{path}: no such file") from None
     parsed = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(read_utf8(path).splitlines(), start=1):
         if not raw.strip():
             continue
         try:
@@ -180,12 +230,7 @@ def parse_lines(path: Path) -> list[tuple[int, FeedbackLine | None, list[str]]]:
         except json.JSONDecodeError as err:
             parsed.append((number, None, [f"invalid JSON: {err.msg}"]))
         except ValidationError as err:
-            problems = []
-            for e in err.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "(line)"
-                message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-                problems.append(f"{where}: {message}")
-            parsed.append((number, None, problems))
+            parsed.append((number, None, validation_problems(err)))
     return parsed
 
 
@@ -196,7 +241,7 @@ def read_feedback_jsonl(path: str | Path, criteria: set[str] | None = None) -> l
     records, problems = [], []
     for number, line, found in parse_lines(path):
         if line is not None:
-            item = item_from_line(line, f"{path.name}:{number}")
+            item = item_from_line(line)
             if item is None:
                 found = ["prompt, answers: required in a feedback file (item_id alone needs a feedback store)"]
             else:

@@ -19,14 +19,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rftkit.errors import RftkitError
-from rftkit.feedback.records import Answer, ComparisonItem, check_answers, raise_problems
+from rftkit.feedback.records import (Answer, AnswerField, ComparisonItem, answers_of, check_answers, default_item_id,
+                                     raise_problems, read_utf8, user_prompt, validation_problems)
 
 
 def _sample_rows(path: Path) -> dict[int, dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise RftkitError(f"{path}: no such file", fix="give a run's samples.jsonl") from None
+    lines = read_utf8(path, fix="give a run's samples.jsonl").splitlines()
     rows = {}
     for number, raw in enumerate(lines, start=1):
         try:
@@ -88,20 +86,18 @@ class ItemLine(BaseModel):
     model_config = ConfigDict(extra="ignore")  # a feedback file's lines are items files too
     item_id: str | None = None
     prompt: str | list[dict[str, Any]]
-    answers: list[str | dict[str, Any]]
+    answers: list[AnswerField]
 
 
-def item_from_row(row: Any, fallback_id: str, source: str) -> tuple[ComparisonItem | None, list[str]]:
+def item_from_row(row: Any, source: str) -> tuple[ComparisonItem | None, list[str]]:
     """(the item, []) for one {"item_id"?, "prompt", "answers"} object, or (None, problems)
-    naming the fields."""
+    naming the fields. Without an item_id the id is a hash of the prompt and answers."""
     try:
         line = ItemLine.model_validate(row)
     except ValidationError as err:
-        return None, [f"{'.'.join(map(str, e['loc'])) or '(line)'}: {e['msg']}" for e in err.errors()]
-    prompt = [{"role": "user", "content": line.prompt}] if isinstance(line.prompt, str) else line.prompt
-    answers = [Answer(a) if isinstance(a, str) else Answer(str(a.get("text", "")), a.get("sample_ref"))
-               for a in line.answers]
-    item = ComparisonItem(line.item_id or fallback_id, prompt, answers, source)
+        return None, validation_problems(err)
+    prompt, answers = user_prompt(line.prompt), answers_of(line.answers)
+    item = ComparisonItem(line.item_id or default_item_id(prompt, answers), prompt, answers, source)
     return item, check_answers(item)
 
 
@@ -110,7 +106,7 @@ def items_from_rows(rows: list[Any], source: str) -> list[ComparisonItem]:
     name the index, e.g. `items[2].answers: 1 given, ...`."""
     items, problems = [], []
     for index, row in enumerate(rows):
-        item, found = item_from_row(row, f"{source}:{index + 1}", source)
+        item, found = item_from_row(row, source)
         problems += [f"items[{index}].{p}" for p in found]
         items.append(item)
     raise_problems(problems)
@@ -121,16 +117,13 @@ def read_items_jsonl(path: str | Path) -> list[ComparisonItem]:
     """Items from an uploaded file: per line {"item_id"?, "prompt", "answers"} (answers are
     strings or {"text", "sample_ref"?}). Every problem names its line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise RftkitError(f"{path}: no such file") from None
+    lines = read_utf8(path).splitlines()
     items, problems = [], []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            item, found = item_from_row(json.loads(raw), f"{path.name}:{number}", str(path))
+            item, found = item_from_row(json.loads(raw), str(path))
         except ValueError as err:
             item, found = None, [f"invalid JSON: {err}"]
         problems += [f"{path}:{number}: {p}" for p in found]

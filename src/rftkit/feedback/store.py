@@ -22,9 +22,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (JSON, ForeignKey, ForeignKeyConstraint, Integer, String, Text, and_, create_engine, event,
-                        inspect, or_, select)
+from sqlalchemy import (JSON, Connection, ForeignKey, ForeignKeyConstraint, Integer, MetaData, String, Table, Text,
+                        and_, create_engine, event, insert, inspect, or_, select, text)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from rftkit.errors import RftkitError
@@ -119,11 +121,51 @@ def _judgement(row: JudgementRow) -> Judgement:
                      created_at=row.created_at, judgement_id=row.id, based_on=row.based_on)
 
 
-def _check_schema(engine: Engine) -> None:
-    """Refuse, with the way out, a store made before stores had projects."""
-    if "project" not in {c["name"] for c in inspect(engine).get_columns("feedback_items")}:
-        raise RftkitError(f"{engine.url}: a feedback store from an older rftkit (its tables have no project column)",
-                          fix="export it with that version (rftkit feedback export) and import the file into a new store")
+def _same_item(row: ItemRow, item: ComparisonItem) -> bool:
+    return row.prompt == item.prompt and [a["text"] for a in row.answers] == [a.text for a in item.answers]
+
+
+def _insert_ignoring_stored(engine: Engine, row: dict):
+    """An INSERT that leaves a row whose key is already stored as it is and returns the ids it
+    inserted (ON CONFLICT DO NOTHING RETURNING) where the database has that; elsewhere a plain
+    INSERT, whose clash raises IntegrityError."""
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(engine.dialect.name)
+    if dialect is None:
+        return insert(ItemRow).values(row)
+    return dialect.insert(ItemRow).values(row).on_conflict_do_nothing().returning(ItemRow.id)
+
+
+OLD_TABLES = ("feedback_criteria", "feedback_items", "feedback_judgements")  # parents first
+
+
+def _tables_without_project(connection: Connection) -> list[str]:
+    inspector = inspect(connection)
+    return [name for name in OLD_TABLES if inspector.has_table(name)
+            and "project" not in {c["name"] for c in inspector.get_columns(name)}]
+
+
+def _migrate_to_projects(engine: Engine) -> None:
+    """Rebuild feedback tables made before stores had projects (rftkit before ba3551f), every
+    row in project "default", in one transaction: a failure leaves the old tables as they were."""
+    with engine.connect() as connection:
+        if not _tables_without_project(connection):
+            return
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite would run the DROPs outside a transaction
+        old = [Table(name, MetaData(), autoload_with=connection) for name in _tables_without_project(connection)]
+        rows = {table.name: [dict(r._mapping) for r in connection.execute(select(table))] for table in old}
+        for table in reversed(old):
+            table.drop(connection)
+        Base.metadata.create_all(connection)
+        for table in old:
+            if rows[table.name]:
+                new = Base.metadata.tables[table.name]
+                connection.execute(insert(new), [{**{k: v for k, v in row.items() if k in new.c}, "project": "default"}
+                                                 for row in rows[table.name]])
+        if engine.dialect.name == "postgresql" and rows.get("feedback_judgements"):
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('feedback_judgements', 'id'), "
+                                    "(SELECT max(id) FROM feedback_judgements))"))
 
 
 class FeedbackStore:
@@ -134,8 +176,13 @@ class FeedbackStore:
                  *, project: str = "default"):
         self.engine = make_engine(url_or_engine)
         self.project = project
+        try:
+            _migrate_to_projects(self.engine)
+        except IntegrityError as err:
+            raise RftkitError(f"{self.engine.url}: could not move this older feedback store's rows into project "
+                              f"'default' ({err.orig}); the store is unchanged",
+                              fix="repair the rows named, or import its feedback into a new store") from None
         Base.metadata.create_all(self.engine)
-        _check_schema(self.engine)
         for name in criteria:
             self.add_criterion(name)
 
@@ -160,22 +207,46 @@ class FeedbackStore:
     # ------------------------------------------------------------------ items
 
     def add_items(self, items: Iterable[ComparisonItem], *, skip_existing: bool = False) -> list[str]:
-        """Store items (all or none) and return the ids added. An id already present is an
-        error, or with `skip_existing` is left as it is (adding a run's samples again)."""
+        """Store items (all or none) and return the ids this call added. An item already stored
+        with the same prompt and answers is skipped (adding it again changes nothing); an id
+        stored with other content is an error, or with `skip_existing` is left as it is (adding
+        a run's samples again). Safe when several callers add the same items at once."""
         items = list(items)
         ids = [i.item_id for i in items]
         problems = [f"item {item.item_id}: {p}" for item in items for p in check_answers(item)]
         problems += [f"item {i}: given more than once" for i in sorted({i for i in ids if ids.count(i) > 1})]
         raise_problems(problems)
-        with Session(self.engine) as session, session.begin():
-            clash = set(session.scalars(select(ItemRow.id).where(ItemRow.project == self.project, ItemRow.id.in_(ids))))
-            if clash and not skip_existing:
-                raise RftkitError(f"items already in the store: {', '.join(sorted(clash)[:10])}", fix="give new item ids")
-            items = [i for i in items if i.item_id not in clash]
-            for item in items:
-                session.add(ItemRow(project=self.project, id=item.item_id, prompt=item.prompt, source=item.source,
-                                    created_at=now_iso(), answers=_answers(item)))
-        return [i.item_id for i in items]
+        try:
+            with Session(self.engine) as session, session.begin():
+                # in id order, so two callers adding overlapping items wait for each other, not deadlock
+                added = {i.item_id for i in sorted(items, key=lambda i: i.item_id) if self._insert_item(session, i)}
+                clash = self._clashes(session, [i for i in items if i.item_id not in added])
+                if clash and not skip_existing:
+                    raise self._clash_error(clash)
+        except IntegrityError:  # a database without ON CONFLICT, racing another caller
+            with Session(self.engine) as session:
+                stored = session.scalars(select(ItemRow.id).where(ItemRow.project == self.project, ItemRow.id.in_(ids)))
+                raise self._clash_error(sorted(stored)) from None
+        return [i for i in ids if i in added]
+
+    def _insert_item(self, session: Session, item: ComparisonItem) -> bool:
+        """Insert the item unless its id is stored (by anyone, even a caller racing this one)."""
+        row = {"project": self.project, "id": item.item_id, "prompt": item.prompt, "source": item.source,
+               "created_at": now_iso(), "answers": _answers(item)}
+        result = session.connection().execute(_insert_ignoring_stored(self.engine, row))  # rowcount: -1 on psycopg
+        return result.first() is not None if result.returns_rows else True
+
+    def _clashes(self, session: Session, items: list[ComparisonItem]) -> list[str]:
+        """Ids of `items` stored with another prompt or other answers."""
+        stored = {row.id: row for row in session.scalars(
+            select(ItemRow).where(ItemRow.project == self.project, ItemRow.id.in_([i.item_id for i in items])))}
+        return sorted(i.item_id for i in items if i.item_id in stored and not _same_item(stored[i.item_id], i))
+
+    @staticmethod
+    def _clash_error(ids: list[str]) -> RftkitError:
+        more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        return RftkitError(f"items already in the store: {', '.join(ids[:10])}{more}",
+                           fix="give new item ids (adding an item again needs the same prompt and answers)")
 
     def _item_row(self, session: Session, item_id: str) -> ItemRow:
         row = session.get(ItemRow, (self.project, item_id))
@@ -289,10 +360,12 @@ class FeedbackStore:
         path.write_text(text, encoding="utf-8")
         return text.count("\n")
 
-    def import_jsonl(self, path: str | Path) -> int:
+    def import_jsonl(self, path: str | Path, *, name: str | None = None) -> int:
         """Import feedback lines (all or none). A line may name a stored item by `item_id`
-        alone, or bring its prompt and answers (a new item, or the same one again)."""
+        alone, or bring its prompt and answers (a new item, or the same one again). New items'
+        source is `NAME:LINE`, NAME by default the file's name."""
         path = Path(path)
+        name = name or path.name
         criteria = set(self.criteria())
         problems, added = [], 0
         with Session(self.engine) as session, session.begin():
@@ -301,24 +374,27 @@ class FeedbackStore:
                     problems += [f"{path}:{number}: {p}" for p in found]
                     continue
                 try:
-                    self._import_line(session, line, f"{path.name}:{number}", criteria)
+                    self._import_line(session, line, f"{name}:{number}", criteria)
                     added += 1
                 except RftkitError as err:
                     problems += [f"{path}:{number}: {p}" for p in str(err).split("\n")]
             raise_problems(problems, fix="nothing was imported; fix these lines and import again")
         return added
 
-    def _import_line(self, session: Session, line, fallback_id: str, criteria: set[str]) -> None:
-        item = item_from_line(line, fallback_id)
-        item_id = line.item_id or fallback_id
+    def _import_line(self, session: Session, line, source: str, criteria: set[str]) -> None:
+        item = item_from_line(line)
+        item_id = item.item_id if item is not None else line.item_id
+        if item_id is None:
+            raise RftkitError("item_id: missing, and the line has no prompt and answers",
+                              fix="name a stored item, or give the prompt and answers")
         stored = session.get(ItemRow, (self.project, item_id))
         if stored is None and item is None:
             raise RftkitError(f"item_id: unknown item {item_id!r} (not in the store, and the line has no prompt and answers)")
         if stored is None:
             raise_problems(check_answers(item))
             session.add(ItemRow(project=self.project, id=item.item_id, prompt=item.prompt,
-                                source=item.source or fallback_id, created_at=now_iso(), answers=_answers(item)))
+                                source=item.source or source, created_at=now_iso(), answers=_answers(item)))
             session.flush()
-        elif item is not None and [a["text"] for a in stored.answers] != [a.text for a in item.answers]:
-            raise RftkitError(f"answers: differ from those of stored item {item_id!r}", fix="use a new item_id")
+        elif item is not None and not _same_item(stored, item):
+            raise RftkitError(f"prompt, answers: differ from those of stored item {item_id!r}", fix="use a new item_id")
         self._add_judgement(session, judgement_from_line(line, item_id), criteria)

@@ -5,7 +5,7 @@ import pytest
 from helpers import write_jsonl
 from rftkit.errors import RftkitError
 from rftkit.feedback import Answer, ComparisonItem, FeedbackStore, Judgement, read_feedback_jsonl
-from rftkit.feedback.samples import item_from_sample_lines, items_from_samples, read_items_jsonl
+from rftkit.feedback.samples import item_from_sample_lines, items_from_rows, items_from_samples, read_items_jsonl
 
 PROMPT = [{"role": "user", "content": "3+4="}]
 
@@ -171,10 +171,36 @@ def test_adding_items_again_can_skip_those_stored_and_pages_follow_a_cursor(stor
     assert [i.item_id for i in store.items(after="q2")] == ["q3"]
 
 
-def test_a_store_from_before_projects_is_refused_with_the_way_out(tmp_path):
-    import sqlite3
+def test_items_without_ids_get_ids_from_their_content_so_adding_them_again_changes_nothing(store, tmp_path):
+    rows = [{"prompt": "3+4=", "answers": ["7", "8"]}, {"prompt": PROMPT, "answers": ["7", {"text": "8"}]},
+            {"prompt": "3+4=", "answers": ["8", "7"]}, {"prompt": "1+1=", "answers": ["7", "8"]}]
+    first, same, swapped, other = items_from_rows(rows, "api")
+    assert first.item_id == same.item_id and first.item_id.startswith("item-") and len(first.item_id) == 21
+    assert len({first.item_id, swapped.item_id, other.item_id}) == 3
+    [from_file] = read_items_jsonl(write_jsonl(tmp_path / "items.jsonl", rows[:1]))
+    assert from_file.item_id == first.item_id  # a file and a body agree
+    assert store.add_items([first, other]) == [first.item_id, other.item_id]
+    assert store.add_items([same, swapped]) == [swapped.item_id]  # `same` is stored already: skipped, no error
+    assert len(store.items()) == 5
 
-    with sqlite3.connect(tmp_path / "old.db") as db:
-        db.execute("CREATE TABLE feedback_items (id TEXT PRIMARY KEY, prompt JSON)")
-    with pytest.raises(RftkitError, match="no project column.*export it with that version"):
-        FeedbackStore(tmp_path / "old.db")
+
+@pytest.mark.parametrize("read", [read_items_jsonl, read_feedback_jsonl, items_from_samples,
+                                  lambda path: FeedbackStore(path.parent / "f.db").import_jsonl(path)])
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path, read):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"prompt": "hi", "answers": ["a", "b"]}\n{"prompt": "caf\xe9", "answers": ["a", "b"]}\n')
+    with pytest.raises(RftkitError, match=f"{path}:2: not UTF-8 text .* save the file as UTF-8"):
+        read(path)
+
+
+@pytest.mark.parametrize("answer, problem", [
+    ({"text": "a", "sample_ref": 5}, "items[0].answers.0.sample_ref: Input should be a valid string"),
+    ({"text": 5}, "items[0].answers.0.text: Input should be a valid string"),
+    ({"sample_ref": "x:1"}, "items[0].answers.0.text: Field required"),
+    ({"text": "a", "score": 1}, "items[0].answers.0.score: unknown key"),
+    (5, "items[0].answers.0: Input should be a valid dictionary"),
+])
+def test_answers_are_strings_or_text_and_sample_ref_objects(answer, problem):
+    with pytest.raises(RftkitError) as err:
+        items_from_rows([{"prompt": "hi", "answers": [answer, "b"]}], "api")
+    assert problem in str(err.value)
