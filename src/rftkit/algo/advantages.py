@@ -16,9 +16,18 @@ EPS = 1e-4  # added to a group's std, as DeepSeekMath's reference code and TRL d
 
 
 def estimator(name: str):
+    """Register a group estimator. A group whose rewards are all equal gets exactly zero
+    advantage, as the mathematics says: in floats, the mean of eight 0.1s is not 0.1, and
+    dividing that rounding error by a zero std plus EPS would leave ~1e-4 advantages (and
+    rows the update then cannot skip)."""
+
     def add(fn):
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
+        def exact(rewards_BG: torch.Tensor) -> torch.Tensor:
+            return torch.where(informative_groups(rewards_BG)[:, None], fn(rewards_BG), 0.0)
+
+        exact.__doc__, exact.__name__ = fn.__doc__, fn.__name__
+        ADVANTAGE_ESTIMATORS[name] = exact
+        return exact
 
     return add
 

@@ -38,9 +38,12 @@ def test_reinforce_pp_by_hand():
 
 
 @pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))
-def test_equal_rewards_give_zero_advantage(name):
-    rewards = torch.tensor([[0.7, 0.7, 0.7], [0.0, 0.0, 0.0]])
-    assert torch.allclose(ADVANTAGE_ESTIMATORS[name](rewards), torch.zeros(2, 3), atol=1e-6)
+def test_equal_rewards_give_exactly_zero_advantage(name):
+    """Exactly: the float mean of eight 0.1s is not 0.1, which left ~1e-4 advantages."""
+    rewards = torch.tensor([[0.1] * 8, [0.7] * 8, [0.0] * 8, [0.0] * 7 + [1.0]])
+    advantages = ADVANTAGE_ESTIMATORS[name](rewards)
+    assert torch.equal(advantages[:3], torch.zeros(3, 8))
+    assert advantages[3].abs().max() > 0.1
 
 
 def test_informative_groups():
