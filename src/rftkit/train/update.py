@@ -139,18 +139,34 @@ def _optimizer_step(model, optimizer, mini, tensors, plan, stats, *, first_epoch
     denominators = batch_denominators(mini.completion_mask_NC)
     denominators["max_tokens"] = float(plan.max_completion_tokens)
     learning = rows_with_gradient(tensors, plan, critic is not None)
-    policy_total, value_total = 0.0, 0.0  # micro-batch losses add up to the mini-batch's
     # a skipped row's tokens have zero advantage, so none of them is clipped: count them so
     skipped_tokens = float(mini.completion_mask_NC.sum()) - float(mini.completion_mask_NC[learning].sum())
     if skipped_tokens:
         stats.add("clip_frac", 0.0, skipped_tokens)
     if len(learning):
-        mini = mini.rows(learning)
-        tensors = tensors.take(learning, mini.completion_mask_NC.shape[1])
+        trained = mini.rows(learning)
+        trained_tensors = tensors.take(learning, trained.completion_mask_NC.shape[1])
+        policy_total, value_total = _accumulate(model, trained, trained_tensors, plan, denominators, stats,
+                                                first_epoch, critic)
     else:  # a zero gradient still takes an optimizer step (momentum, weight decay), as it would unskipped
+        policy_total, value_total = 0.0, 0.0
         for parameter in (p for p in model.parameters() if p.requires_grad):
             parameter.grad = torch.zeros_like(parameter)
-    for index in micro_batches(mini, plan.micro_batch_tokens) if len(learning) else []:
+    stats.add("loss", policy_total)
+    if critic is not None:
+        stats.add("value_loss", value_total)
+    stats.add("grad_norm", float(torch.nn.utils.clip_grad_norm_(model.parameters(), plan.max_grad_norm)))
+    optimizer.step()
+    if critic is not None:
+        torch.nn.utils.clip_grad_norm_(critic.parameters(), plan.max_grad_norm)
+        critic_optimizer.step()
+
+
+def _accumulate(model, mini, tensors, plan, denominators, stats, first_epoch, critic) -> tuple[float, float]:
+    """Backward over the mini-batch's micro-batches; (policy loss, value loss), each the sum of
+    the micro-batches' losses, which is the mini-batch's."""
+    policy_total, value_total = 0.0, 0.0
+    for index in micro_batches(mini, plan.micro_batch_tokens):
         micro = mini.rows(index)
         micro_tensors = tensors.take(index, micro.completion_mask_NC.shape[1])
         loss = _policy_loss(model, micro, micro_tensors, plan, denominators, stats, first_epoch)
@@ -160,14 +176,7 @@ def _optimizer_step(model, optimizer, mini, tensors, plan, stats, *, first_epoch
             value_total += float(critic_loss.detach())
             loss = loss + plan.value_coef * critic_loss
         loss.backward()
-    stats.add("loss", policy_total)
-    if critic is not None:
-        stats.add("value_loss", value_total)
-    stats.add("grad_norm", float(torch.nn.utils.clip_grad_norm_(model.parameters(), plan.max_grad_norm)))
-    optimizer.step()
-    if critic is not None:
-        torch.nn.utils.clip_grad_norm_(critic.parameters(), plan.max_grad_norm)
-        critic_optimizer.step()
+    return policy_total, value_total
 
 
 def _policy_loss(model, micro: Batch, tensors: StepTensors, plan: UpdatePlan, denominators, stats, first_epoch):
