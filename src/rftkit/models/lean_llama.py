@@ -80,8 +80,6 @@ class LeanWeights:
             embed, head = _weight(body.embed_tokens), _weight(base.get_output_embeddings())
         except _Unsupported:
             return None
-        if any(layer is None for layer in layers):
-            return None
         heads = config.num_attention_heads
         return cls(embed=embed, layers=layers, norm_final=body.norm.weight,
                    head=head, inv_freq=body.rotary_emb.inv_freq,
@@ -110,7 +108,8 @@ def _supported(config) -> bool:
 
 
 class _Unsupported(Exception):
-    """An adapter this forward cannot merge (not plain LoRA)."""
+    """A layer this forward does not compute (a different block, mixed q/k/v biases) or an
+    adapter it cannot merge (not plain LoRA)."""
 
 
 def _weight(module: torch.nn.Module) -> torch.Tensor:
@@ -141,14 +140,14 @@ def _bias(module: torch.nn.Module) -> torch.Tensor | None:
     return getattr(getattr(module, "base_layer", module), "bias", None)
 
 
-def _layer_weights(layer: torch.nn.Module) -> LayerWeights | None:
+def _layer_weights(layer: torch.nn.Module) -> LayerWeights:
     attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
     if attention is None or not hasattr(mlp, "gate_proj"):
-        return None
+        raise _Unsupported
     projections = (attention.q_proj, attention.k_proj, attention.v_proj)
     biases = [_bias(p) for p in projections]
     if any(b is not None for b in biases) and any(b is None for b in biases):
-        return None
+        raise _Unsupported
     return LayerWeights(
         norm_in=layer.input_layernorm.weight,
         qkv=torch.cat([_weight(p) for p in projections]),
