@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile as FormFile
 
 from rftkit.api.auth import key_name, project
-from rftkit.api.files import _save as save_upload
+from rftkit.api.files import save_upload
 from rftkit.api.shapes import page
 from rftkit.errors import RftkitError
 from rftkit.feedback import ComparisonItem, FeedbackStore, Judgement

@@ -34,7 +34,8 @@ def classify(path: Path, filename: str) -> tuple[str, int]:
     raise RftkitError(f"{filename}: {len(best.errors)} problem(s) in {best.rows} rows:\n{shown}{more}")
 
 
-def _save(upload: UploadFile, target: Path, limit: int) -> int:
+def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
+    """Write an upload to `target`, refusing it past `limit` bytes; its size."""
     size = 0
     with target.open("wb") as out:
         while chunk := upload.file.read(1 << 20):
@@ -53,7 +54,7 @@ def _store_upload(service, owner: str, upload: UploadFile, purpose: str) -> dict
     file_id = new_id("file-")
     target = service.data_dir / "files" / f"{file_id}{suffix}"
     try:
-        size = _save(upload, target, service.settings.max_upload_bytes)
+        size = save_upload(upload, target, service.settings.max_upload_bytes)
         kind, rows = classify(target, filename)
     except BaseException:
         target.unlink(missing_ok=True)
