@@ -1,7 +1,8 @@
 """Decoding Llama-family models through the lean forward, over a preallocated key/value cache.
 
-On CPU, generation goes through here. The cache is one tensor per layer, `[rows, kv_heads, prompt + new tokens, head_dim]`, written
-in place: since prompts are left-padded, every row writes the same column at each step. A
+On CPU, generation goes through here. The cache is one tensor per layer,
+`[rows, kv_heads, prompt + new tokens, head_dim]`, written in place: since prompts are
+left-padded, every row writes the same column at each step. A
 one-token query attends with two small matrix multiplies (flash attention is built for long
 queries and is several times slower for one). With LoRA, each adapted weight is merged into a
 temporary copy for the call, so decoding pays no adapter matmuls.

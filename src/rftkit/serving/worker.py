@@ -1,8 +1,9 @@
 """`python -m rftkit.serving.worker`: answer chat requests, one JSON line in, one out.
 
 A request with `"stream": true` is answered by `{"delta": {"index", "content"}}` lines as the
-tokens are sampled, then the same final line. Replies go to the process's original stdout; anything libraries print is sent to stderr so
-it cannot corrupt the protocol. The two most recently used models stay loaded.
+tokens are sampled, then the same final line. Replies go to the process's original stdout;
+anything libraries print is sent to stderr so it cannot corrupt the protocol. The two most
+recently used models stay loaded.
 """
 
 from __future__ import annotations
