@@ -4,9 +4,9 @@ Two facts make these right and cheap:
 - position ids follow the attention mask (a left-padded prompt starts at position 0), the
   same as in sampling; otherwise every gradient is quietly computed for the wrong positions;
 - a prompt shared by a group's rows is computed once (see `completion_states`);
-- only completion positions go through the output layer, a chunk of rows at a time, so a
-  [N, T, vocab] log-softmax never exists. For large vocabularies each chunk's logits are
-  recomputed in the backward pass instead of being kept.
+- only completion positions go through the output layer, a chunk of rows at a time (up to
+  CHUNK_LOGITS logits), so a large [N, T, vocab] log-softmax never exists. For large
+  vocabularies each chunk's logits are recomputed in the backward pass instead of being kept.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rftkit.models.load import trunk_and_head
 from rftkit.types import Batch
 
 LARGE_VOCAB = 32_768  # above this, recompute chunk logits in backward rather than store them
+CHUNK_LOGITS = 1 << 22  # most logits (rows x completion tokens x vocab) computed at once: 16 MiB in fp32
 
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: torch.device) -> Batch:
@@ -57,20 +58,40 @@ def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """
     P, C = batch.prompt_width, batch.completion_mask_NC.shape[1]
     ids, mask, positions = batch.input_ids_NT, batch.attention_mask_NT, batch.position_ids_NT
-    _, row_prompt = torch.unique(torch.cat([ids[:, :P], mask[:, :P]], dim=1), dim=0, return_inverse=True)
-    distinct = int(row_prompt.max()) + 1
-    first = torch.empty(distinct, dtype=torch.long, device=ids.device).scatter_(
-        0, row_prompt, torch.arange(len(row_prompt), device=ids.device))
+    first, spread = _shared_prompts(torch.cat([ids[:, :P], mask[:, :P]], dim=1))
     cache = DynamicCache()
     prefix_DPH = trunk(input_ids=ids[first, :P], attention_mask=mask[first, :P], position_ids=positions[first, :P],
                        past_key_values=cache, use_cache=True).last_hidden_state
-    first_state_N1H = prefix_DPH[row_prompt, -1:]  # predicts completion token 0
+    first_state_N1H = spread(prefix_DPH[:, -1:])  # predicts completion token 0
     if C == 1:
         return first_state_N1H
-    cache.batch_select_indices(row_prompt)
+    for layer in cache.layers:
+        layer.keys, layer.values = spread(layer.keys), spread(layer.values)
     rest_NCH = trunk(input_ids=ids[:, P:P + C - 1], attention_mask=mask[:, :P + C - 1],
                      position_ids=positions[:, P:P + C - 1], past_key_values=cache, use_cache=True).last_hidden_state
     return torch.cat([first_state_N1H, rest_NCH], dim=1)
+
+
+def _shared_prompts(prompts_NP: torch.Tensor):
+    """(the first row of each distinct prompt [D], a function taking [D, ...] to each row's [N, ...]).
+
+    When rows come in consecutive groups of G that repeat one prompt (as a step's batch does),
+    the spread is an expand, whose backward is a sum over each group; otherwise it indexes,
+    whose backward scatters and adds row by row (2 ms per layer's keys for the M bench model).
+    """
+    rows = len(prompts_NP)
+    _, row_prompt = torch.unique(prompts_NP, dim=0, return_inverse=True)
+    distinct = int(row_prompt.max()) + 1
+    group = rows // distinct
+    if group * distinct == rows:
+        grouped = row_prompt.view(distinct, group)
+        if bool((grouped == grouped[:, :1]).all()) and len(grouped[:, 0].unique()) == distinct:
+            def expand(t: torch.Tensor) -> torch.Tensor:
+                return t[:, None].expand(t.shape[0], group, *t.shape[1:]).flatten(0, 1)
+            return torch.arange(0, rows, group, device=prompts_NP.device), expand
+    first = torch.empty(distinct, dtype=torch.long, device=prompts_NP.device).scatter_(
+        0, row_prompt, torch.arange(rows, device=prompts_NP.device))
+    return first, lambda t: t[row_prompt]
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):
@@ -96,7 +117,7 @@ def completion_logprobs(
     temperature: float = 1.0,
     *,
     entropy_grad: bool = False,
-    chunk_rows: int = 8,
+    chunk_logits: int = CHUNK_LOGITS,
     keep_hidden: bool = False,
 ) -> TokenScores:
     """Log-probabilities and entropies of the completion tokens, [N, C].
@@ -109,9 +130,12 @@ def completion_logprobs(
     hidden = completion_hidden_states(model, batch)
     tokens = batch.completion_ids_NC
     recompute = torch.is_grad_enabled() and head.weight.shape[0] > LARGE_VOCAB
+    # split, not sliced: the backward of a slice writes its gradient into a zeroed tensor of
+    # the whole batch's size, one per chunk; a split's backward is one concatenation
+    rows = max(1, chunk_logits // max(1, tokens.shape[1] * head.weight.shape[0]))
     parts = []
-    for start in range(0, hidden.shape[0], chunk_rows):
-        args = (head, hidden[start:start + chunk_rows], tokens[start:start + chunk_rows], max(temperature, 1e-6), entropy_grad)
+    for hidden_nCH, tokens_nC in zip(hidden.split(rows), tokens.split(rows)):
+        args = (head, hidden_nCH, tokens_nC, max(temperature, 1e-6), entropy_grad)
         parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
     logprobs = torch.cat([p[0] for p in parts]) * batch.completion_mask_NC
     entropy = torch.cat([p[1] for p in parts]) * batch.completion_mask_NC

@@ -1,5 +1,6 @@
 """The trainer's log-probs equal the sampling pass's, with left-padded prompts of different lengths."""
 
+import pytest
 import torch
 
 from rftkit.models.tiny import build_tiny
@@ -64,8 +65,11 @@ def full_forward_logprobs(batch, temperature):
     return picked * batch.completion_mask_NC
 
 
-def test_shared_prompts_give_the_same_logprobs_and_gradients():
+@pytest.mark.parametrize("order", [list(range(12)), [5, 0, 11, 3, 1, 7, 2, 9, 4], [0, 1, 2, 3, 4, 5]],
+                         ids=["groups of 3 in a row: expanded", "mixed and uneven: indexed", "two groups"])
+def test_shared_prompts_give_the_same_logprobs_and_gradients(order):
     batch, _ = sampled_batch()  # 4 prompts x 3 rows: the prefix is computed once per prompt
+    batch = batch.rows(torch.tensor(order))
     grads = []
     for compute in (lambda: completion_logprobs(MODEL, batch, 0.8).logprobs_NC,
                     lambda: full_forward_logprobs(batch, 0.8)):
@@ -78,3 +82,19 @@ def test_shared_prompts_give_the_same_logprobs_and_gradients():
     for a, b in zip(shared_grads, plain_grads):
         assert torch.allclose(a, b, atol=1e-5)
     MODEL.zero_grad()
+
+
+def test_chunks_of_rows_give_the_same_logprobs_and_gradients():
+    batch, _ = sampled_batch()
+    results = []
+    for chunk_logits in (1, 3 * 12 * 300, 1 << 22):  # a row at a time, a few rows, all rows at once
+        MODEL.zero_grad()
+        scores = completion_logprobs(MODEL, batch, 0.8, chunk_logits=chunk_logits)
+        (scores.logprobs_NC * torch.linspace(-1, 1, scores.logprobs_NC.numel()).view_as(scores.logprobs_NC)).sum().backward()
+        results.append((scores.logprobs_NC.detach(), scores.entropy_NC, [p.grad.clone() for p in MODEL.parameters()]))
+    MODEL.zero_grad()
+    for logprobs, entropy, grads in results[1:]:
+        torch.testing.assert_close(logprobs, results[0][0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(entropy, results[0][1], rtol=0, atol=1e-6)
+        for a, b in zip(grads, results[0][2]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
