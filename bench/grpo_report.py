@@ -60,6 +60,10 @@ def markdown(report: dict) -> str:
         + "; ".join(f"{c['label']}: loss diff {c['loss_diff']:.1e}, grad-norm diff {c['grad_norm_diff']:.1e}"
                     for c in report["equivalence"]) + ".",
         "",
+        "Training FLOP utilisation counts 6·P FLOPs (4·P with LoRA) for every token of every row in a "
+        "step's batch, prompt included, on both sides. rftkit computes a group's prompt once and skips "
+        "rows whose advantages are all zero, so its figure is an effective rate and can pass 100%.",
+        "",
     ]
     for cell in report["cells"]:
         s = cell["settings"]
