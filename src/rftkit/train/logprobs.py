@@ -65,8 +65,9 @@ def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
     first_state_N1H = spread(prefix_DPH[:, -1:])  # predicts completion token 0
     if C == 1:
         return first_state_N1H
-    for layer in cache.layers:
-        layer.keys, layer.values = spread(layer.keys), spread(layer.values)
+    for layer in cache.layers:  # as cache.batch_select_indices would, without its scatter backward
+        if layer.keys is not None and layer.keys.numel():
+            layer.keys, layer.values = spread(layer.keys), spread(layer.values)
     rest_NCH = trunk(input_ids=ids[:, P:P + C - 1], attention_mask=mask[:, :P + C - 1],
                      position_ids=positions[:, P:P + C - 1], past_key_values=cache, use_cache=True).last_hidden_state
     return torch.cat([first_state_N1H, rest_NCH], dim=1)
