@@ -58,41 +58,43 @@ def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """
     P, C = batch.prompt_width, batch.completion_mask_NC.shape[1]
     ids, mask, positions = batch.input_ids_NT, batch.attention_mask_NT, batch.position_ids_NT
-    first, spread = _shared_prompts(torch.cat([ids[:, :P], mask[:, :P]], dim=1))
+    first, row_prefix, group = _shared_prompts(torch.cat([ids[:, :P], mask[:, :P]], dim=1))
+
+    def spread(t: torch.Tensor) -> torch.Tensor:  # [D, ...] -> each row's [N, ...]
+        if group:  # an expand's backward sums each group; an index's scatters row by row (2 ms a layer on M)
+            return t[:, None].expand(t.shape[0], group, *t.shape[1:]).flatten(0, 1)
+        return t[row_prefix]
+
     cache = DynamicCache()
     prefix_DPH = trunk(input_ids=ids[first, :P], attention_mask=mask[first, :P], position_ids=positions[first, :P],
                        past_key_values=cache, use_cache=True).last_hidden_state
     first_state_N1H = spread(prefix_DPH[:, -1:])  # predicts completion token 0
     if C == 1:
         return first_state_N1H
-    for layer in cache.layers:  # as cache.batch_select_indices would, without its scatter backward
-        if layer.keys is not None and layer.keys.numel():
-            layer.keys, layer.values = spread(layer.keys), spread(layer.values)
+    for layer in cache.layers:  # a plain DynamicCache: each layer holds its keys and values as tensors
+        layer.keys, layer.values = spread(layer.keys), spread(layer.values)
     rest_NCH = trunk(input_ids=ids[:, P:P + C - 1], attention_mask=mask[:, :P + C - 1],
                      position_ids=positions[:, P:P + C - 1], past_key_values=cache, use_cache=True).last_hidden_state
     return torch.cat([first_state_N1H, rest_NCH], dim=1)
 
 
-def _shared_prompts(prompts_NP: torch.Tensor):
-    """(the first row of each distinct prompt [D], a function taking [D, ...] to each row's [N, ...]).
+def _shared_prompts(prompts_NP: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(a row of each distinct prompt [D], each row's index among those [N], G or 0).
 
-    When rows come in consecutive groups of G that repeat one prompt (as a step's batch does),
-    the spread is an expand, whose backward is a sum over each group; otherwise it indexes,
-    whose backward scatters and adds row by row (2 ms per layer's keys for the M bench model).
+    G is the group size when rows come in consecutive groups of G that repeat one prompt, as
+    a step's batch does (then the D rows are the groups' first rows, in order); else 0.
     """
-    rows = len(prompts_NP)
+    rows, device = len(prompts_NP), prompts_NP.device
     _, row_prompt = torch.unique(prompts_NP, dim=0, return_inverse=True)
     distinct = int(row_prompt.max()) + 1
     group = rows // distinct
     if group * distinct == rows:
         grouped = row_prompt.view(distinct, group)
         if bool((grouped == grouped[:, :1]).all()) and len(grouped[:, 0].unique()) == distinct:
-            def expand(t: torch.Tensor) -> torch.Tensor:
-                return t[:, None].expand(t.shape[0], group, *t.shape[1:]).flatten(0, 1)
-            return torch.arange(0, rows, group, device=prompts_NP.device), expand
-    first = torch.empty(distinct, dtype=torch.long, device=prompts_NP.device).scatter_(
-        0, row_prompt, torch.arange(rows, device=prompts_NP.device))
-    return first, lambda t: t[row_prompt]
+            return torch.arange(0, rows, group, device=device), torch.arange(rows, device=device) // group, group
+    first = torch.empty(distinct, dtype=torch.long, device=device)
+    first.scatter_(0, row_prompt, torch.arange(rows, device=device))
+    return first, row_prompt, 0
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):
