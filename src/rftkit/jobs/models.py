@@ -88,7 +88,7 @@ def jobs_based_on(store: Store, project: str, folder: Path) -> list[str]:
     """Ids of the project's jobs whose base model lies in `folder`, whatever their status: a run
     loads its base when it starts or resumes, and a LoRA adapter keeps pointing at it after."""
     inside = folder.resolve()
-    return [job_id for job_id, model in store.jobs_by_base_model(project)
+    return [job_id for job_id, model, _ in store.jobs_by_base_model(project)
             if Path(model).is_absolute() and Path(model).resolve().is_relative_to(inside)]
 
 

@@ -153,18 +153,18 @@ class Store:
 
     def base_models(self, project: str) -> list[tuple[str, int]]:
         """(model, first use) for every base model the project's jobs named."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.spec, jobs.c.created_at).where(jobs.c.project == project).order_by(jobs.c.seq))
-            seen: dict[str, int] = {}
-            for spec, created in rows:
-                seen.setdefault(spec["model"], created)
+        seen: dict[str, int] = {}
+        for _, model, created in self.jobs_by_base_model(project):
+            seen.setdefault(model, created)
         return list(seen.items())
 
-    def jobs_by_base_model(self, project: str) -> list[tuple[str, str]]:
-        """(job id, the base model its spec names: a resolved path or a hub name), oldest first."""
+    def jobs_by_base_model(self, project: str) -> list[tuple[str, str, int]]:
+        """(job id, the base model its spec names: a resolved path or a hub name, created_at),
+        oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.id, jobs.c.spec).where(jobs.c.project == project).order_by(jobs.c.seq))
-            return [(job_id, spec["model"]) for job_id, spec in rows]
+            rows = conn.execute(select(jobs.c.id, jobs.c.spec, jobs.c.created_at)
+                                .where(jobs.c.project == project).order_by(jobs.c.seq))
+            return [(job_id, spec["model"], created) for job_id, spec, created in rows]
 
     def change(self, job_id: str, action: str, message: str | None = None, *, project: str | None = None,
                level: str = "info", **values: Any) -> dict:
