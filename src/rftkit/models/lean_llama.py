@@ -165,10 +165,14 @@ def forward(w: LeanWeights, x_BTH: torch.Tensor, position_BT: torch.Tensor, bias
     """Hidden states [B, T, H] after every layer (before the final norm).
 
     `bias_B1TW` is added to the attention scores of the T queries over the W keys that
-    `key_values` returns (0 where a query may look, -inf where not).
+    `key_values` returns (0 where a query may look, -inf where not). With one query (T = 1),
+    keys and values laid out as slices of a cache, `[B, kv_heads, :W]`, are read in place.
     """
     B, T, _ = x_BTH.shape
     cos, sin = _rotary(w.inv_freq, position_BT, x_BTH.dtype)
+    if T == 1:  # one query: the bias laid out once for every layer's baddbmm, [B * kv_heads, heads / kv_heads, W]
+        shape = (B, w.kv_heads, w.heads // w.kv_heads, bias_B1TW.shape[-1])
+        bias_B1TW = bias_B1TW.expand(shape).reshape(B * w.kv_heads, *shape[2:])
     for index, layer in enumerate(w.layers):
         h = F.rms_norm(x_BTH, x_BTH.shape[-1:], layer.norm_in, w.eps)
         qkv = F.linear(h, layer.qkv, layer.qkv_bias).view(B, T, w.heads + 2 * w.kv_heads, w.head_dim)
@@ -199,20 +203,21 @@ def additive(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill_(~visible, float("-inf"))
 
 
-def _attend(q_BHTD, keys_BKWD, values_BKWD, bias_B1TW) -> torch.Tensor:
+def _attend(q_BHTD, keys_BKWD, values_BKWD, bias) -> torch.Tensor:
     """Softmax attention of H query heads over K key/value heads (H/K queries share one).
 
     One query token (decoding) is two small batched matmuls, several times faster on CPU than
-    the flash kernel; longer queries (a prefill) use the flash kernel, which never holds the
-    [T, W] score matrix of a long prompt.
+    the flash kernel; the bias comes in added by the first (`baddbmm`, bias [B*K, H/K, W]),
+    which saves two element-wise passes a layer. Longer queries (a prefill) use the flash
+    kernel (bias [B, 1, T, W]), which never holds the [T, W] score matrix of a long prompt.
     """
     B, H, T, D = q_BHTD.shape
-    K = keys_BKWD.shape[1]
+    K, W = keys_BKWD.shape[1], keys_BKWD.shape[2]
     if T > 1:
-        return F.scaled_dot_product_attention(q_BHTD, keys_BKWD, values_BKWD, attn_mask=bias_B1TW, enable_gqa=K != H)
-    q_BKGD = q_BHTD.reshape(B, K, H // K, D)  # query heads of one kv head are consecutive
-    scores = torch.matmul(q_BKGD, keys_BKWD.transpose(-1, -2)) * D**-0.5 + bias_B1TW[:, :, 0, None]
-    return torch.matmul(scores.softmax(-1), values_BKWD).reshape(B, H, 1, D)
+        return F.scaled_dot_product_attention(q_BHTD, keys_BKWD, values_BKWD, attn_mask=bias, enable_gqa=K != H)
+    q_nGD = (q_BHTD * D**-0.5).reshape(B * K, H // K, D)  # query heads of one kv head are consecutive
+    scores = torch.baddbmm(bias, q_nGD, keys_BKWD.reshape(B * K, W, D).transpose(1, 2))
+    return torch.bmm(scores.softmax(-1), values_BKWD.reshape(B * K, W, D)).reshape(B, H, 1, D)
 
 
 def _rotary(inv_freq: torch.Tensor, position_BT: torch.Tensor, dtype: torch.dtype):
