@@ -1,6 +1,6 @@
 """Where one rftkit GRPO step spends its time: phases, then the torch profiler's top operators.
 
-    python bench/grpo_profile.py [--preset S] [--threads 2] [--warmup 3]
+    python bench/grpo_profile.py [--preset S] [--threads 2] [--warmup 3] [--lora] [--beta 0.04]
 
 Uses the benchmark's prepared base model and settings (see grpo_vs_trl.py), runs a few
 warm-up steps, then profiles one step. The phase table comes from the trainer's own timers;
@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--preset", default="S")
     parser.add_argument("--threads", type=int, default=Settings().threads)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient (k3, in the loss)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
     import torch.profiler as tp
@@ -31,7 +33,10 @@ def main() -> None:
     from rftkit.config import parse_job
     from rftkit.train.rl_job import ReinforcementRun
 
-    settings = Settings(preset=args.preset, threads=args.threads, steps=args.warmup + 1)
+    from grpo_vs_trl import LEARNING_RATES, LORA_LEARNING_RATE
+
+    settings = Settings(preset=args.preset, threads=args.threads, steps=args.warmup + 1, lora=args.lora,
+                        beta=args.beta, learning_rate=LORA_LEARNING_RATE if args.lora else LEARNING_RATES[args.preset])
     prepared = prepare(args.work / "prepared", args.preset)
     setup_process(settings)
     run = ReinforcementRun(parse_job(rftkit_job(settings, prepared), "profile"), args.work / "profile",
