@@ -68,6 +68,8 @@ def load_policy(name_or_path: str, device: str = "auto", lora: LoraOptions | Non
 def wrap_lora(model: Any, lora: LoraOptions) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    from rftkit.models.lora import use_addmm_layers
+
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -75,7 +77,7 @@ def wrap_lora(model: Any, lora: LoraOptions) -> Any:
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    return use_addmm_layers(get_peft_model(model, config))
 
 
 def _load_adapter(path: Path, target: torch.device):

@@ -110,7 +110,9 @@ def _build_models(spec: JobSpec, settings: RLSettings, checkpoint: Path | None):
         if checkpoint is not None:
             from peft import PeftModel
 
-            policy = PeftModel.from_pretrained(base, str(checkpoint / "model"), is_trainable=True)
+            from rftkit.models.lora import use_addmm_layers
+
+            policy = use_addmm_layers(PeftModel.from_pretrained(base, str(checkpoint / "model"), is_trainable=True))
         else:
             policy = wrap_lora(base, opts.lora)
     elif checkpoint is not None:
