@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grpo_common import Settings, prepare, setup_process  # noqa: E402
+from grpo_common import Settings, learning_rate, prepare, setup_process  # noqa: E402
 from grpo_sides import rftkit_job  # noqa: E402
 
 
@@ -33,10 +33,8 @@ def main() -> None:
     from rftkit.config import parse_job
     from rftkit.train.rl_job import ReinforcementRun
 
-    from grpo_vs_trl import LEARNING_RATES, LORA_LEARNING_RATE
-
     settings = Settings(preset=args.preset, threads=args.threads, steps=args.warmup + 1, lora=args.lora,
-                        beta=args.beta, learning_rate=LORA_LEARNING_RATE if args.lora else LEARNING_RATES[args.preset])
+                        beta=args.beta, learning_rate=learning_rate(args.preset, args.lora))
     prepared = prepare(args.work / "prepared", args.preset)
     setup_process(settings)
     run = ReinforcementRun(parse_job(rftkit_job(settings, prepared), "profile"), args.work / "profile",

@@ -31,16 +31,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from grpo_common import Settings, held_out_curve, matmul_gflops, prepare  # noqa: E402
+from grpo_common import Settings, held_out_curve, learning_rate, matmul_gflops, prepare  # noqa: E402
 
 # Held-out mean reward that counts as "reached", per preset: the S base starts at 0.22-0.27
 # and both sides end 40 steps near 0.40-0.42, so 0.40 is reached within a quick run.
 THRESHOLDS = {"S": 0.40, "M": 0.45}
 VARIANTS = {"full": (False, 0.0), "full-kl": (False, 0.04), "lora": (True, 0.0), "lora-kl": (True, 0.04)}
-# Full fine-tuning rates per preset (at 3e-4 the M model's held-out reward falls on both sides),
-# and the LoRA rate: an adapter needs a larger step.
-LEARNING_RATES = {"S": 3e-4, "M": 1e-4}
-LORA_LEARNING_RATE = 2e-3
 
 
 def run_side(side: str, settings: Settings, prepared: dict, out: Path) -> dict:
@@ -136,7 +132,7 @@ def cells(presets: list[str], variants: list[str], steps: int, threads: int) -> 
         for variant in variants:
             lora, beta = VARIANTS[variant]
             out.append(Settings(preset=preset, lora=lora, beta=beta, steps=steps, threads=threads,
-                                learning_rate=LORA_LEARNING_RATE if lora else LEARNING_RATES[preset]))
+                                learning_rate=learning_rate(preset, lora)))
     return out
 
 

@@ -170,9 +170,10 @@ def forward(w: LeanWeights, x_BTH: torch.Tensor, position_BT: torch.Tensor, bias
     """
     B, T, _ = x_BTH.shape
     cos, sin = _rotary(w.inv_freq, position_BT, x_BTH.dtype)
+    bias = bias_B1TW
     if T == 1:  # one query: the bias laid out once for every layer's baddbmm, [B * kv_heads, heads / kv_heads, W]
         shape = (B, w.kv_heads, w.heads // w.kv_heads, bias_B1TW.shape[-1])
-        bias_B1TW = bias_B1TW.expand(shape).reshape(B * w.kv_heads, *shape[2:])
+        bias = bias_B1TW.expand(shape).reshape(B * w.kv_heads, *shape[2:])
     for index, layer in enumerate(w.layers):
         h = F.rms_norm(x_BTH, x_BTH.shape[-1:], layer.norm_in, w.eps)
         qkv = F.linear(h, layer.qkv, layer.qkv_bias).view(B, T, w.heads + 2 * w.kv_heads, w.head_dim)
@@ -180,7 +181,7 @@ def forward(w: LeanWeights, x_BTH: torch.Tensor, position_BT: torch.Tensor, bias
         qk = qk * cos + _rotate_half(qk) * sin  # RoPE (Su et al. 2021), in HF's half-split layout
         keys, values = key_values(index, qk[:, :, w.heads:].transpose(1, 2),
                                   qkv[:, :, w.heads + w.kv_heads:].transpose(1, 2))
-        attended = _attend(qk[:, :, : w.heads].transpose(1, 2), keys, values, bias_B1TW)  # [B, heads, T, D]
+        attended = _attend(qk[:, :, : w.heads].transpose(1, 2), keys, values, bias)  # [B, heads, T, D]
         x_BTH = x_BTH + F.linear(attended.transpose(1, 2).reshape(B, T, -1), layer.out, layer.out_bias)
         h = F.rms_norm(x_BTH, x_BTH.shape[-1:], layer.norm_post, w.eps)
         gate, up = F.linear(h, layer.gate_up).chunk(2, dim=-1)
@@ -208,15 +209,16 @@ def _attend(q_BHTD, keys_BKWD, values_BKWD, bias) -> torch.Tensor:
 
     One query token (decoding) is two small batched matmuls, several times faster on CPU than
     the flash kernel; the bias comes in added by the first (`baddbmm`, bias [B*K, H/K, W]),
-    which saves two element-wise passes a layer. Longer queries (a prefill) use the flash
+    which saves an element-wise pass a layer. Longer queries (a prefill) use the flash
     kernel (bias [B, 1, T, W]), which never holds the [T, W] score matrix of a long prompt.
     """
     B, H, T, D = q_BHTD.shape
     K, W = keys_BKWD.shape[1], keys_BKWD.shape[2]
     if T > 1:
         return F.scaled_dot_product_attention(q_BHTD, keys_BKWD, values_BKWD, attn_mask=bias, enable_gqa=K != H)
-    q_nGD = (q_BHTD * D**-0.5).reshape(B * K, H // K, D)  # query heads of one kv head are consecutive
-    scores = torch.baddbmm(bias, q_nGD, keys_BKWD.reshape(B * K, W, D).transpose(1, 2))
+    # N = B * K pairs of row and kv head; the query heads of one kv head are consecutive
+    q_NGD = (q_BHTD * D**-0.5).reshape(B * K, H // K, D)
+    scores = torch.baddbmm(bias, q_NGD, keys_BKWD.reshape(B * K, W, D).transpose(1, 2))
     return torch.bmm(scores.softmax(-1), values_BKWD.reshape(B * K, W, D)).reshape(B, H, 1, D)
 
 

@@ -80,6 +80,15 @@ def wrap_lora(model: Any, lora: LoraOptions) -> Any:
     return use_addmm_layers(get_peft_model(model, config))
 
 
+def resume_lora(base: Any, adapter_dir: Path) -> Any:
+    """A LoRA policy from a checkpoint's adapter, trainable, on top of `base`."""
+    from peft import PeftModel
+
+    from rftkit.models.lora import use_addmm_layers
+
+    return use_addmm_layers(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True))
+
+
 def _load_adapter(path: Path, target: torch.device):
     from peft import PeftModel
 

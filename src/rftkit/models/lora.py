@@ -9,9 +9,15 @@ base output by `addmm`, with the scaling as its `alpha`: the same sum, computed 
 computes it for fp32, without the two extra passes.
 
 Only the plain case takes this path: one active, unmerged adapter of vanilla LoRA (no DoRA
-or other variant, no bias on B), input and adapter of one dtype, and no extra forward
-arguments. Everything else is PEFT's own forward. The layer is PEFT's in every other
-respect (state dict, merging, saving), so adapters it saves load anywhere.
+or other variant, no bias on B), input, base and adapter of one dtype, and no extra forward
+arguments (no `adapter_names` mixed batch). Everything else is PEFT's own forward. The
+layer is PEFT's in every other respect (state dict, merging, saving), so adapters it saves
+load anywhere.
+
+Two limits. The gain is on CPU in fp32: on a GPU rftkit loads the base in bf16 and PEFT
+keeps adapters in fp32, so the dtypes differ and PEFT's forward runs. And the adapter's
+weights are read directly, so forward hooks on `lora_A`/`lora_B` (ZeRO-3 or FSDP gathering)
+do not fire; rftkit uses neither.
 """
 
 from __future__ import annotations
@@ -26,11 +32,11 @@ class AddmmLoraLinear(LoraLinear):
         adapter = self._plain_adapter(x, args, kwargs)
         if adapter is None:
             return super().forward(x, *args, **kwargs)
-        base = self.base_layer(x)
-        low = F.linear(self.lora_dropout[adapter](x), self.lora_A[adapter].weight)
-        out = torch.addmm(base.reshape(-1, base.shape[-1]), low.reshape(-1, low.shape[-1]),
-                          self.lora_B[adapter].weight.t(), alpha=self.scaling[adapter])
-        return out.view(base.shape)
+        base = self.base_layer(x)  # [..., out]
+        low = F.linear(self.lora_dropout[adapter](x), self.lora_A[adapter].weight)  # [..., r]
+        out_NO = torch.addmm(base.reshape(-1, base.shape[-1]), low.reshape(-1, low.shape[-1]),
+                             self.lora_B[adapter].weight.t(), alpha=self.scaling[adapter])
+        return out_NO.view(base.shape)
 
     def _plain_adapter(self, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
         """The one adapter this forward applies, or None when PEFT's forward must run."""
@@ -40,14 +46,17 @@ class AddmmLoraLinear(LoraLinear):
         if len(active) != 1 or active[0] in self.lora_variant:
             return None
         A, B = self.lora_A[active[0]], self.lora_B[active[0]]
-        base_dtype = getattr(self.base_layer, "weight", x).dtype
-        if B.bias is not None or not (x.dtype == A.weight.dtype == B.weight.dtype == base_dtype):
+        base_weight = getattr(self.get_base_layer(), "weight", None)
+        if B.bias is not None or base_weight is None:
+            return None
+        if not x.dtype == A.weight.dtype == B.weight.dtype == base_weight.dtype:
             return None
         return active[0]
 
 
 def use_addmm_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """Give every PEFT LoRA linear layer of `model` the addmm forward (in place; returns it)."""
+    """Give every PEFT LoRA linear layer of `model` the addmm forward (in place; returns it).
+    `rftkit.models.load` calls it for every LoRA policy it makes or resumes."""
     for module in model.modules():
         if type(module) is LoraLinear:
             module.__class__ = AddmmLoraLinear

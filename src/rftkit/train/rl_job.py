@@ -27,7 +27,7 @@ from rftkit.errors import RftkitError
 from rftkit.eval.passk import EvalResult, evaluate
 from rftkit.graders import GraderContext, build_grader
 from rftkit.graders.templates import item_fields
-from rftkit.models.load import load_policy, load_tokenizer, save_policy, wrap_lora
+from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_policy, wrap_lora
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
 from rftkit.rollout.hf import SamplingParams
@@ -108,11 +108,7 @@ def _build_models(spec: JobSpec, settings: RLSettings, checkpoint: Path | None):
     reference = frozen_copy(base) if opts.kl.coef > 0 and not opts.lora.enabled else None
     if opts.lora.enabled:
         if checkpoint is not None:
-            from peft import PeftModel
-
-            from rftkit.models.lora import use_addmm_layers
-
-            policy = use_addmm_layers(PeftModel.from_pretrained(base, str(checkpoint / "model"), is_trainable=True))
+            policy = resume_lora(base, checkpoint / "model")
         else:
             policy = wrap_lora(base, opts.lora)
     elif checkpoint is not None:

@@ -43,13 +43,17 @@ MODELS = {
 }
 
 
+ONE_TOKEN_PROMPTS = [[5], [9], [13], [40]]  # a prefill of one query takes the decoding path
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, ONE_TOKEN_PROMPTS], ids=["prompts", "one-token prompts"])
 @pytest.mark.parametrize("name", MODELS)
-def test_prefill_and_steps_match_the_models_forward(name):
+def test_prefill_and_steps_match_the_models_forward(name, prompts):
     model = MODELS[name]()
     weights = LeanWeights.of(model)
     assert weights is not None
-    ids, mask, positions = left_pad(PROMPTS, 0, torch.device("cpu"))
-    state = DecodeState(weights, len(PROMPTS), ids.shape[1] + 3, torch.float32, torch.device("cpu"))
+    ids, mask, positions = left_pad(prompts, 0, torch.device("cpu"))
+    state = DecodeState(weights, len(prompts), ids.shape[1] + 3, torch.float32, torch.device("cpu"))
     lean = [state.prefill(ids, mask, positions)]
     state.select(torch.tensor([0, 1, 2, 3]))
     next_ids, next_position = torch.tensor([11, 12, 13, 14]), positions[:, -1] + 1
