@@ -117,7 +117,9 @@ def _weight(module: torch.nn.Module) -> torch.Tensor:
     base = getattr(module, "base_layer", None)
     if base is None:
         return module.weight
-    if not _plain_lora(module):
+    from rftkit.models.lora import plain_lora  # imports PEFT, which wrapped this module already
+
+    if not plain_lora(module):
         raise _Unsupported
     weight = base.weight
     if getattr(module, "disable_adapters", False) or getattr(module, "merged", False):
@@ -126,14 +128,6 @@ def _weight(module: torch.nn.Module) -> torch.Tensor:
     for adapter in (a for a in module.active_adapters if a in known):
         weight = weight + module.get_delta_weight(adapter)
     return weight
-
-
-def _plain_lora(module: torch.nn.Module) -> bool:
-    """LoRA whose effect is exactly `get_delta_weight`: no variant (DoRA's magnitudes), no
-    bias on B."""
-    variants = [*getattr(module, "lora_variant", {}).values(), *getattr(module, "use_dora", {}).values()]
-    biased = any(getattr(layer, "bias", None) is not None for layer in getattr(module, "lora_B", {}).values())
-    return not any(variants) and not biased
 
 
 def _bias(module: torch.nn.Module) -> torch.Tensor | None:

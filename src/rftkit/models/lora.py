@@ -43,15 +43,23 @@ class AddmmLoraLinear(LoraLinear):
         if args or kwargs or self.disable_adapters or self.merged:
             return None
         active = [a for a in self.active_adapters if a in self.lora_A]
-        if len(active) != 1 or active[0] in self.lora_variant:
+        if len(active) != 1 or not plain_lora(self):
             return None
         A, B = self.lora_A[active[0]], self.lora_B[active[0]]
         base_weight = getattr(self.get_base_layer(), "weight", None)
-        if B.bias is not None or base_weight is None:
+        if base_weight is None:
             return None
         if not x.dtype == A.weight.dtype == B.weight.dtype == base_weight.dtype:
             return None
         return active[0]
+
+
+def plain_lora(module: torch.nn.Module) -> bool:
+    """LoRA whose effect is exactly `get_delta_weight`: no variant (DoRA's magnitudes), no
+    bias on B. The lean decoder merges only such adapters; this layer adds only such."""
+    variants = [*getattr(module, "lora_variant", {}).values(), *getattr(module, "use_dora", {}).values()]
+    biased = any(getattr(layer, "bias", None) is not None for layer in getattr(module, "lora_B", {}).values())
+    return not any(variants) and not biased
 
 
 def use_addmm_layers(model: torch.nn.Module) -> torch.nn.Module:
