@@ -162,15 +162,17 @@ def held_out_curve(prepared: dict, snapshots: list[dict], seed: int) -> list[dic
     from rftkit.eval.passk import evaluate
     from rftkit.graders import build_grader
     from rftkit.models.load import load_policy
-    from rftkit.rollout.hf import SamplingParams
+    from rftkit.rollout import local_engine
+    from rftkit.types import SamplingParams
 
     model, tokenizer = load_policy(prepared["model"], "cpu")
+    engine = local_engine(model, tokenizer)
     examples = load_examples(Path(prepared["data"]) / "valid.jsonl", "reinforcement")[:HELD_OUT_PROMPTS]
     grader = build_grader(ADDITION_GRADER)
     curve = []
     for snap in snapshots:
         model.load_state_dict(torch.load(snap["path"]))
-        result = evaluate(model, tokenizer, grader, examples, k=HELD_OUT_SAMPLES, params=SamplingParams(24, 1.0),
+        result = evaluate(engine, tokenizer, grader, examples, k=HELD_OUT_SAMPLES, params=SamplingParams(24, 1.0),
                           batch_prompts=HELD_OUT_PROMPTS, seed=seed, greedy=False)
         curve.append({"step": snap["step"], "train_seconds": snap["train_seconds"], "reward": result.reward_mean})
     return curve

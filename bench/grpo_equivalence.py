@@ -4,7 +4,7 @@
 
 Both sides get identical weights, one fixed batch of completions (sampled once, with
 rftkit's sampler) and the rewards the grader gave them. rftkit runs its production update
-path (`RLTrainer._learn` with a zero learning rate); TRL runs `GRPOTrainer.compute_loss` on
+path (`RLTrainer.learn` with a zero learning rate); TRL runs `GRPOTrainer.compute_loss` on
 the batch laid out as its own `_generate_and_score_completions` lays it out (left-padded
 prompts, right-padded completions, group-normalised advantages computed with its formula,
 reference log-probs from its own `_get_per_token_logps_and_entropies`). With beta > 0 the
@@ -30,11 +30,13 @@ TOLERANCE = 1e-4
 
 
 def fixed_batch(run, prompts: int, seed: int):
+    from rftkit.graders.batch import grade_groups
+
     """Groups of completions sampled once from the starting policy, graded."""
     trainer = run.trainer
     trainer.generator.manual_seed(seed)
     groups = trainer.sample(list(range(prompts)))
-    trainer.grade(groups)
+    grade_groups(trainer.grader, groups)
     return groups
 
 
@@ -59,7 +61,7 @@ def rftkit_side(settings: Settings, prepared: dict, out: Path):
     start = {k: v.detach().clone() for k, v in run.trainer.model.state_dict().items()}
     for group in run.trainer.optimizer.param_groups:
         group["lr"] = 0.0  # measure the gradient, move nothing
-    stats = run.trainer._learn(groups, PhaseTimer())
+    stats = run.trainer.learn(groups, PhaseTimer())
     return groups, start, stats["loss"], stats["grad_norm"]
 
 

@@ -6,15 +6,14 @@ RFT or SFT runs here unchanged. Everything OpenAI does not expose lives in the `
 block. Each field's default and meaning is stated here, once: `rftkit config defaults`
 prints this tree and docs/config.md is generated from it.
 
-Numbers in `hyperparameters` may be "auto"; `resolve_reinforcement` / `resolve_supervised`
-turn them into concrete values once the number of training rows is known.
+Numbers in `hyperparameters` may be "auto"; `rftkit.resolved` turns a spec into the concrete
+values the components take, once the number of training rows is known.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -282,6 +281,46 @@ class MonitorOptions(_Section):
     )
 
 
+class EngineOptions(_Section):
+    base_url: str | None = Field(
+        None, description="openai: the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 "
+        "(`vllm serve`, SGLang, `rftkit serve`).")
+    model: str | None = Field(
+        None, description="openai: the served model's name in requests. null: the job's model.")
+    api_key_env: str | None = Field(
+        None, description="openai: the environment variable holding the server's API key (sent as a "
+        "Bearer token; the key itself stays out of the job spec). null: no key.")
+    timeout_s: float = Field(120.0, gt=0, description="openai: seconds one request may take.")
+    max_retries: int = Field(
+        4, ge=0, description="openai: retries of a failed request (connection error, timeout, 429, 5xx), "
+        "with exponential backoff; then the job stops with a checkpoint it can resume from.")
+    backoff_s: float = Field(1.0, ge=0, description="openai: wait before the first retry; doubled for each next one.")
+    prompts_per_request: int = Field(
+        64, ge=1, description="openai: most prompts sent in one /completions request (each sampled n times).")
+    weight_sync: Literal["load_lora_adapter", "update_weights_from_disk", "none"] = Field(
+        "load_lora_adapter", description="openai: how the server gets the trainer's weights before sampling. "
+        "load_lora_adapter: vLLM's route (a LoRA adapter; `rftkit serve` also takes a full model "
+        "directory); update_weights_from_disk: SGLang's route (full weights); none: never pushed.")
+    weights_dir: str | None = Field(
+        None, description="openai: where weights are written for the server to read (it must see the "
+        "same path). null: engine-weights/ in the run directory.")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="vllm: share of GPU memory vLLM may take (the trainer shares the GPU).")
+    max_model_len: int | None = Field(
+        None, ge=1, description="vllm: longest sequence. null: prompt + completion limits.")
+    sleep: bool = Field(
+        True, description="vllm: sleep mode between rollouts, so that training gets the GPU memory back.")
+
+
+class RolloutCorrection(_Section):
+    mode: Literal["auto", "off", "token", "sequence"] = Field(
+        "auto", description="Truncated importance sampling for samples whose engine log-probs are not the "
+        "trainer's: the trainer recomputes the old log-probs and weights each token's loss by "
+        "min(pi_old / pi_sampler, cap). token: a ratio per token; sequence: one per sequence (the product). "
+        "auto: token for engines with their own numerics (vllm, openai), off for hf and lean.")
+    cap: float = Field(2.0, ge=1, description="The largest importance weight (TIS's C).")
+
+
 class RftkitOptions(_Section):
     algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
@@ -304,9 +343,13 @@ class RftkitOptions(_Section):
     eval: EvalOptions = EvalOptions()
     checkpoints: CheckpointOptions = CheckpointOptions()
     monitor: MonitorOptions = MonitorOptions()
-    engine: Literal["hf"] = Field("hf", description="Rollout engine: hf (the transformers model's weights with a KV cache, "
-                                                   "CPU or GPU; on CPU, Llama-family models up to 50M parameters "
-                                                   "decode through rftkit's lean forward, same results, fewer operators).")
+    engine: Literal["auto", "hf", "lean", "vllm", "openai"] = Field(
+        "auto", description="Rollout engine (docs/engines.md). hf: the policy's own forward with a KV cache; "
+        "lean: rftkit's lean Llama forward (CPU, same tokens as hf); vllm: an in-process vLLM (GPU, "
+        "`pip install rftkit[vllm]`); openai: any OpenAI-compatible server (engine_options.base_url). "
+        "auto: lean for Llama-family models up to 50M parameters on CPU, hf otherwise.")
+    engine_options: EngineOptions = EngineOptions()
+    rollout_correction: RolloutCorrection = RolloutCorrection()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 
@@ -406,107 +449,6 @@ def load_job(path: str | Path) -> JobSpec:
                     # absolute, so that runs, checkpoints and adapters keep pointing at it
                     data[key] = str(candidate.resolve())
     return parse_job(data, str(path))
-
-
-# ----------------------------------------------------------------------------- "auto"
-
-
-@dataclass(frozen=True)
-class ResolvedReinforcement:
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    group_size: int
-    eval_interval: int
-    eval_samples: int
-    total_steps: int
-
-
-@dataclass(frozen=True)
-class ResolvedSupervised:
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    total_steps: int
-
-
-def _pick(value: Any, auto: Any) -> Any:
-    return auto if value == "auto" else value
-
-
-def _auto_epochs(rows: int, batch_size: int, target_steps: int, floor: int, ceiling: int) -> int:
-    steps_per_epoch = math.ceil(rows / batch_size)
-    return max(floor, min(ceiling, math.ceil(target_steps / steps_per_epoch)))
-
-
-def _check_rows(rows: int) -> None:
-    if rows < 1:
-        raise RftkitError("the training file has no usable rows", fix="run `rftkit data validate` on it")
-
-
-def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
-    """Concrete hyperparameters for a reinforcement job over `rows` training prompts."""
-    _check_rows(rows)
-    hp = spec.method.reinforcement.hyperparameters
-    opts = spec.rftkit
-    batch_size = min(_pick(hp.batch_size, min(8, rows)), rows)
-    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 1, 100))
-    total = n_epochs * math.ceil(rows / batch_size)
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
-    return ResolvedReinforcement(
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
-        group_size=max(2, round(opts.group_size * _pick(hp.compute_multiplier, 1.0))),
-        eval_interval=_pick(hp.eval_interval, max(1, total // 10)),
-        eval_samples=_pick(hp.eval_samples, 1),
-        total_steps=total,
-    )
-
-
-def resolve_supervised(spec: JobSpec, rows: int) -> ResolvedSupervised:
-    """Concrete hyperparameters for a supervised job over `rows` training rows."""
-    _check_rows(rows)
-    supervised = spec.method.supervised or SupervisedMethod()
-    hp = supervised.hyperparameters
-    opts = spec.rftkit
-    batch_size = min(_pick(hp.batch_size, min(16, rows)), rows)
-    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 3, 50))
-    total = n_epochs * math.ceil(rows / batch_size)
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
-    return ResolvedSupervised(
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
-        total_steps=total,
-    )
-
-
-@dataclass(frozen=True)
-class ResolvedAlgorithm:
-    advantage: str
-    policy_loss: str
-    aggregation: str
-    clip_low: float
-    clip_high: float
-    dynamic_sampling: bool
-
-
-def resolve_algorithm(options: RftkitOptions) -> ResolvedAlgorithm:
-    """The algorithm's preset, with every explicitly set `rftkit.loss` / dynamic_sampling key applied."""
-    preset = dict(ALGORITHM_PRESETS[options.algorithm])
-    overrides = {k: v for k, v in options.loss.model_dump().items() if v is not None and k in preset}
-    if options.dynamic_sampling.enabled is not None:
-        overrides["dynamic_sampling"] = options.dynamic_sampling.enabled
-    preset.update(overrides)
-    if (preset["advantage"] == "gae") != (options.algorithm == "ppo"):
-        raise RftkitError(
-            "rftkit.loss.advantage: gae needs a critic, which only algorithm ppo trains",
-            fix="use algorithm: ppo for gae, or a group estimator (grpo, dr_grpo, rloo, reinforce_pp) otherwise",
-        )
-    return ResolvedAlgorithm(**preset)
 
 
 # ----------------------------------------------------------------------------- documentation

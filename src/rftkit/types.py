@@ -2,15 +2,22 @@
 
 - `Example`: one dataset row — the chat prompt, optional tools, and every other field, which
   graders reach as `item` (`{{ item.answer }}`).
-- `Sample`: one completion the policy wrote for an example — what graders see as `sample`.
+- `SamplingParams`: how an engine samples (length limit, temperature, top-p, top-k).
+- `Trajectory`: what the policy produced for one prompt, token for token as the engine sampled
+  it: the completion ids, their sampling log-probs, a loss mask (1 for tokens the policy
+  sampled, 0 for tokens put in by a template, a tool or an environment), the turns, why it
+  stopped and which policy version sampled it. The trainer learns from exactly these ids;
+  nothing is re-encoded from decoded text.
+- `Sample`: a trajectory as graders see it (`sample.output_text`, `sample.output_tools`).
 - `Grade`: what a grader says of a sample — a reward, sub-rewards per named grader, and
   metadata shaped like OpenAI's `graders/run` response.
 - `Group`: the G samples drawn for one example, with their grades: the unit advantages
   are computed over.
-- `Batch`: a step's sequences as padded tensors, ready for log-probs and the update.
+- `Batch`: a step's sequences as padded tensors, with the loss mask and the group layout,
+  ready for log-probs and the update.
 
 Tensors never travel in dicts between stages. Shape suffixes: N sequences, T tokens of a
-whole sequence, C completion tokens.
+whole sequence, C completion tokens, G samples per group.
 """
 
 from __future__ import annotations
@@ -59,20 +66,103 @@ class Example:
         return f"{self.source}:{self.line}"
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """How an engine samples: at most `max_new_tokens` per completion; temperature 0 is greedy;
+    `top_k` 0 keeps every token."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stretch of a trajectory's completion, columns [start, end): who wrote it.
+
+    `role` "assistant" marks tokens the policy sampled (loss mask 1); any other role ("tool",
+    "user", "template") marks tokens put in around them (loss mask 0)."""
+
+    role: str
+    start: int
+    end: int
+
+
+# Why an episode ended. A single completion ends "completed" (it wrote its end-of-turn token) or
+# "max_tokens" (it reached the length limit).
+STOP_REASONS = ("completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The tokens after a prompt, exactly as sampled, and what the trainer needs to learn from them.
+
+    `logprobs[i]` is the sampling engine's log-probability of `completion_ids[i]` (0.0 where the
+    token was not sampled); `loss_mask[i]` is 1 where the policy sampled the token. `finish_reason`
+    is the engine's for the last model turn ("stop": it wrote an end-of-turn token, which ends
+    `completion_ids`; "length": the limit). `policy_version` counts the optimizer steps taken by
+    the policy that sampled it.
+    """
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    loss_mask: tuple[int, ...]
+    turns: tuple[Turn, ...]
+    finish_reason: str
+    stop_reason: str
+    policy_version: int = 0
+
+    def __post_init__(self):
+        if not len(self.completion_ids) == len(self.logprobs) == len(self.loss_mask):
+            raise ValueError("a trajectory needs one log-prob and one loss-mask entry per completion token")
+        if self.stop_reason not in STOP_REASONS:
+            raise ValueError(f"stop_reason {self.stop_reason!r}: one of {', '.join(STOP_REASONS)}")
+
+    @classmethod
+    def single_turn(cls, prompt_ids, completion_ids, logprobs, finish_reason: str,
+                    policy_version: int = 0) -> "Trajectory":
+        """One assistant turn: every completion token sampled by the policy.
+
+        >>> t = Trajectory.single_turn([1, 2], [5, 0], [-0.5, -0.1], "stop")
+        >>> t.loss_mask, t.turns, t.stop_reason
+        ((1, 1), (Turn(role='assistant', start=0, end=2),), 'completed')
+        """
+        completion_ids = tuple(completion_ids)
+        return cls(tuple(prompt_ids), completion_ids, tuple(logprobs), (1,) * len(completion_ids),
+                   (Turn("assistant", 0, len(completion_ids)),), finish_reason,
+                   "completed" if finish_reason == "stop" else "max_tokens", policy_version)
+
+    @property
+    def sampled_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+
 @dataclass
 class Sample:
-    """One completion for one example: graders see it as `sample`.
+    """A completion for one example as graders see it: `sample` in their templates.
 
-    `output_text` is the decoded completion without special tokens; `output_tools` the tool
-    calls it made (OpenAI's `tool_calls` shape); `completion_ids` its token ids, ending with
-    the end-of-turn token when `finish_reason` is "stop".
+    `output_text` is the decoded answer without special tokens; `output_tools` the tool calls it
+    made (OpenAI's `tool_calls` shape). `trajectory` holds the token ids behind it when the
+    sample was drawn by rftkit (a sample handed to `graders/run` has none).
     """
 
     output_text: str
     output_tools: list[dict[str, Any]] = field(default_factory=list)
-    completion_ids: list[int] = field(default_factory=list)
-    finish_reason: str = "stop"
-    logprobs: list[float] = field(default_factory=list)  # per completion token, as sampled
+    trajectory: Trajectory | None = None
+
+    @property
+    def completion_ids(self) -> tuple[int, ...]:
+        return self.trajectory.completion_ids if self.trajectory is not None else ()
+
+    @property
+    def finish_reason(self) -> str:
+        return self.trajectory.finish_reason if self.trajectory is not None else "stop"
 
     @property
     def output_json(self) -> Any:
@@ -108,18 +198,24 @@ class Group:
         return [g.reward for g in self.grades]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Batch:
-    """N sequences laid out as [left-padded prompt | right-padded completion].
+    """N sequences laid out as [left-padded prompt | right-padded completion], in groups.
 
     Completion token j of row n sits at column prompt_width + j and is predicted from column
     prompt_width + j - 1. Position ids follow the attention mask, exactly as when sampling.
+    `completion_mask_NC` marks the completion tokens that are there (the model reads them);
+    `loss_mask_NC` those the policy sampled, the only ones a loss is computed on. Rows of one
+    group share its prompt: `group_N` numbers each row's group, and rows of a group are
+    consecutive.
     """
 
     input_ids_NT: "torch.Tensor"
     attention_mask_NT: "torch.Tensor"
     position_ids_NT: "torch.Tensor"
     completion_mask_NC: "torch.Tensor"
+    loss_mask_NC: "torch.Tensor"
+    group_N: "torch.Tensor"
     prompt_width: int
 
     @property
@@ -139,5 +235,7 @@ class Batch:
             attention[:, first:end],
             self.position_ids_NT[index][:, first:end],
             completion[:, :width],
+            self.loss_mask_NC[index][:, :width],
+            self.group_N[index],
             self.prompt_width - first,
         )

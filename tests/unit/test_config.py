@@ -1,13 +1,8 @@
 import pytest
 
-from rftkit.config import (
-    JobSpec,
-    load_job,
-    parse_job,
-    resolve_reinforcement,
-    resolve_supervised,
-)
+from rftkit.config import JobSpec, load_job, parse_job
 from rftkit.errors import RftkitError
+from rftkit.resolved import resolve_reinforcement, resolve_supervised
 
 GRADER = {"type": "string_check", "name": "g", "input": "{{ sample.output_text }}", "reference": "x", "operation": "eq"}
 

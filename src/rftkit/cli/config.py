@@ -34,7 +34,8 @@ def config_explain(job: Path = typer.Argument(..., help="A job spec in YAML.")) 
     """Print a job's settings with every default filled in and every "auto" resolved."""
     import yaml
 
-    from rftkit.config import load_job, resolve_reinforcement, resolve_supervised
+    from rftkit.config import load_job
+    from rftkit.resolved import resolve_reinforcement, resolve_supervised
     from rftkit.data.rows import read_rows
 
     spec = load_job(job)
@@ -43,4 +44,4 @@ def config_explain(job: Path = typer.Argument(..., help="A job spec in YAML.")) 
     resolved = resolve(spec, rows)
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
     print(f"# resolved for {rows} training rows:")
-    print(yaml.safe_dump({"resolved": resolved.__dict__}, sort_keys=False), end="")
+    print(yaml.safe_dump({"resolved": resolved.explain()}, sort_keys=False), end="")

@@ -24,21 +24,32 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N prompts."),
     seed: int = typer.Option(0, help="Sampling seed."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the figures as JSON here."),
+    engine: str = typer.Option("auto", help="Rollout engine: auto, hf, lean, vllm, or openai (a served model; "
+                                            "--base-url). Training jobs use the same engines."),
+    base_url: Optional[str] = typer.Option(None, help="openai engine: the server's base URL, e.g. http://127.0.0.1:8000/v1."),
+    served_model: Optional[str] = typer.Option(None, help="openai engine: the model's name on the server "
+                                                          "(default: --model). Its weights are used as served."),
+    api_key_env: Optional[str] = typer.Option(None, help="openai engine: environment variable with the server's key."),
 ) -> None:
     """pass@1, pass@k and mean reward of a model on a dataset, scored by a grader."""
+    from rftkit.config import EngineOptions
     from rftkit.data.validate import load_examples
     from rftkit.eval.passk import evaluate as run_eval
     from rftkit.graders import GraderContext, build_grader
     from rftkit.graders.templates import item_fields
     from rftkit.models.load import load_policy
-    from rftkit.rollout.hf import SamplingParams
+    from rftkit.rollout.engine import EngineContext, build_engine
+    from rftkit.types import SamplingParams
 
     spec = read_json(grader, "grader")
     examples = load_examples(data, "reinforcement", required_fields=item_fields(spec))[:limit]
     policy, tokenizer = load_policy(model)
     k = 1 if temperature == 0 else k
-    with build_grader(spec, GraderContext(base_dir=grader.resolve().parent), source=str(grader)) as scorer:
-        result = run_eval(policy, tokenizer, scorer, examples, k=k, params=SamplingParams(max_tokens, temperature),
+    options = EngineOptions(base_url=base_url, model=served_model, api_key_env=api_key_env, weight_sync="none")
+    with build_grader(spec, GraderContext(base_dir=grader.resolve().parent), source=str(grader)) as scorer, \
+            build_engine(engine, EngineContext(policy, tokenizer, model, options)) as sampler:
+        sampler.update_weights(policy, 0)
+        result = run_eval(sampler, tokenizer, scorer, examples, k=k, params=SamplingParams(max_tokens, temperature),
                           threshold=threshold, seed=seed, greedy=temperature > 0)
     figures = result.summary()
     greedy = f", greedy {figures['greedy_pass']:.1%}" if figures["greedy_pass"] is not None else ""

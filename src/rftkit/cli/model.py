@@ -48,13 +48,15 @@ def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, 
     from rftkit.data.validate import load_examples
     from rftkit.eval.exact_match import exact_match
     from rftkit.monitor.console import progress_bar, step_reporter
+    from rftkit.rollout.engine import local_engine
     from rftkit.train.sft import SFTSettings, run_sft
 
     train = load_examples(data, "supervised")
     held_out = load_examples(valid, "supervised") if valid else []
     longest = max(len(tokenizer(e.target or "")["input_ids"]) for e in train + held_out) + 1
     out.print(f"warm start: {len(train)} rows from {data}, {steps} steps")
-    before = exact_match(model, tokenizer, held_out, max_new_tokens=longest) if held_out else None
+    engine = local_engine(model, tokenizer)
+    before = exact_match(engine, tokenizer, held_out, max_new_tokens=longest) if held_out else None
     settings = SFTSettings(
         total_steps=steps, batch_size=min(batch_size, len(train)), learning_rate=lr, seed=seed,
         optimizer=Optimizer(warmup_steps=min(20, steps // 10), schedule="cosine"), max_completion_tokens=longest,
@@ -65,7 +67,7 @@ def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, 
                           on_step=step_reporter(progress, "sft", steps, ("train_loss", "valid_loss")))
     seconds = time.perf_counter() - started
     if before is not None:
-        after = exact_match(model, tokenizer, held_out, max_new_tokens=longest)
+        after = exact_match(engine, tokenizer, held_out, max_new_tokens=longest)
         out.print(f"held-out exact-match: {before.accuracy:.1%} before, {after.accuracy:.1%} after SFT "
                   f"({len(held_out)} rows, {seconds:.0f} s)")
         return before.accuracy, after.accuracy, seconds, len(history)

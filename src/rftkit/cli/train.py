@@ -122,15 +122,17 @@ def competence_check(model, tokenizer, train_file: Path, target: float, *, promp
     from rftkit.data.validate import load_examples
     from rftkit.eval.passk import evaluate
     from rftkit.graders import build_grader
-    from rftkit.rollout.hf import SamplingParams
+    from rftkit.rollout.engine import local_engine
+    from rftkit.types import SamplingParams
 
     examples = load_examples(train_file, "reinforcement")[:prompts]
     grader = build_grader(ADDITION_GRADER)
+    engine = local_engine(model, tokenizer)
 
     def should_stop(step: int) -> bool:
         if step < after or step % every:
             return False
-        result = evaluate(model, tokenizer, grader, examples, k=4, params=SamplingParams(24, 1.0),
+        result = evaluate(engine, tokenizer, grader, examples, k=4, params=SamplingParams(24, 1.0),
                           batch_prompts=256, seed=step, greedy=False)
         model.train()
         return result.pass_at_1 >= target

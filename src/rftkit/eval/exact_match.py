@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rftkit.data.chat import encode_prompt
-from rftkit.rollout.hf import SamplingParams, decode, evaluating, generate, stop_token_ids
-from rftkit.types import Example
+from rftkit.rollout.engine import Engine
+from rftkit.rollout.hf import decode
+from rftkit.types import Example, SamplingParams
 
 
 @dataclass
@@ -31,26 +32,23 @@ def answers_match(prediction: str, target: str) -> bool:
 
 
 def greedy_answers(
-    model, tokenizer, examples: list[Example], *, max_new_tokens: int, batch_size: int = 64,
+    engine: Engine, tokenizer, examples: list[Example], *, max_new_tokens: int, batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """The model's greedy answer to each example's prompt, in order."""
+    """The engine's greedy answer to each example's prompt, in order."""
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
-    stops = stop_token_ids(model, tokenizer)
     answers: list[str] = []
-    with evaluating(model):
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            prompts = [encode_prompt(tokenizer, e) for e in chunk]
-            completions = generate(model, prompts, params, pad_id=tokenizer.pad_token_id, stop_ids=stops)
-            answers.extend(decode(tokenizer, c) for c in completions)
-            if on_batch is not None:
-                on_batch(len(chunk))
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        completions = engine.generate([encode_prompt(tokenizer, e) for e in chunk], params)
+        answers.extend(decode(tokenizer, c.token_ids) for (c,) in completions)
+        if on_batch is not None:
+            on_batch(len(chunk))
     return answers
 
 
-def exact_match(model, tokenizer, examples: list[Example], **kwargs) -> ExactMatch:
+def exact_match(engine: Engine, tokenizer, examples: list[Example], **kwargs) -> ExactMatch:
     """Greedy-decode every example and count answers equal to its target."""
-    predictions = greedy_answers(model, tokenizer, examples, **kwargs)
+    predictions = greedy_answers(engine, tokenizer, examples, **kwargs)
     correct = sum(answers_match(p, e.target or "") for p, e in zip(predictions, examples))
     return ExactMatch(correct, len(examples), predictions)

@@ -17,10 +17,10 @@ import torch
 
 from rftkit.data.chat import encode_prompt
 from rftkit.graders.base import Grader
-from rftkit.graders.batch import grade_batch
+from rftkit.graders.batch import grade_groups
+from rftkit.rollout.engine import Engine
 from rftkit.rollout.groups import sample_groups
-from rftkit.rollout.hf import SamplingParams, stop_token_ids
-from rftkit.types import Example, Group
+from rftkit.types import Example, Group, SamplingParams
 
 
 @dataclass
@@ -40,28 +40,17 @@ class EvalResult:
         }
 
 
-def _grade_groups(grader: Grader, groups: list[Group]) -> None:
-    samples = [s for g in groups for s in g.samples]
-    items = [g.example.item for g in groups for _ in g.samples]
-    grades = grade_batch(grader, samples, items).grades
-    at = 0
-    for group in groups:
-        group.grades = grades[at: at + len(group.samples)]
-        at += len(group.samples)
-
-
 def sample_and_grade(
-    model, tokenizer, grader: Grader, examples: list[Example], *, samples: int, params: SamplingParams,
+    engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, samples: int, params: SamplingParams,
     batch_prompts: int, generator: torch.Generator | None, on_batch: Callable[[int], None] | None = None,
 ) -> list[Group]:
     """`samples` graded completions per example, generated `batch_prompts` prompts at a time."""
-    stops = stop_token_ids(model, tokenizer)
     groups: list[Group] = []
     for start in range(0, len(examples), batch_prompts):
         chunk = examples[start:start + batch_prompts]
         prompts = [encode_prompt(tokenizer, e) for e in chunk]
-        new = sample_groups(model, tokenizer, chunk, prompts, samples, params, stop_ids=stops, generator=generator)
-        _grade_groups(grader, new)
+        new = sample_groups(engine, tokenizer, chunk, prompts, samples, params, generator=generator)
+        grade_groups(grader, new)
         groups.extend(new)
         if on_batch is not None:
             on_batch(len(chunk))
@@ -69,13 +58,14 @@ def sample_and_grade(
 
 
 def evaluate(
-    model, tokenizer, grader: Grader, examples: list[Example], *, k: int, params: SamplingParams,
+    engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, k: int, params: SamplingParams,
     threshold: float = 1.0, batch_prompts: int = 64, seed: int = 0, greedy: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Sample k completions per prompt (and one greedy answer when `greedy`), grade, summarise."""
+    """Sample k completions per prompt (and one greedy answer when `greedy`), grade, summarise.
+    The engine samples with the weights it has: sync it first (`RLTrainer.sync_engine`)."""
     generator = torch.Generator().manual_seed(seed)
-    groups = sample_and_grade(model, tokenizer, grader, examples, samples=k, params=params,
+    groups = sample_and_grade(engine, tokenizer, grader, examples, samples=k, params=params,
                               batch_prompts=max(1, batch_prompts // k), generator=generator, on_batch=on_batch)
     correct = [sum(r >= threshold for r in g.rewards) for g in groups]
     result = EvalResult(
@@ -88,7 +78,7 @@ def evaluate(
     )
     if greedy and examples:
         greedy_params = SamplingParams(params.max_new_tokens, temperature=0.0)
-        answers = sample_and_grade(model, tokenizer, grader, examples, samples=1, params=greedy_params,
+        answers = sample_and_grade(engine, tokenizer, grader, examples, samples=1, params=greedy_params,
                                    batch_prompts=batch_prompts, generator=None)
         result.greedy_pass = statistics.fmean(g.rewards[0] >= threshold for g in answers)
     return result

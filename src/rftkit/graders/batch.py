@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from rftkit.graders.base import ERROR_KINDS, Grader
-from rftkit.types import Grade, Sample
+from rftkit.types import Grade, Group, Sample
 
 
 @dataclass
@@ -45,3 +45,14 @@ def grade_batch(grader: Grader, samples: list[Sample], items: list[dict]) -> Bat
     start = time.perf_counter()
     grades = grader.grade_many(samples, items)
     return BatchGrades(grades, time.perf_counter() - start)
+
+
+def grade_groups(grader: Grader, groups: list[Group]) -> BatchGrades:
+    """Grade every sample of `groups` in one batch, and give each group its grades."""
+    graded = grade_batch(grader, [s for g in groups for s in g.samples],
+                         [g.example.item for g in groups for _ in g.samples])
+    at = 0
+    for group in groups:
+        group.grades = graded.grades[at: at + len(group.samples)]
+        at += len(group.samples)
+    return graded

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rftkit.config import parse_job, resolve_reinforcement, resolve_supervised
+from rftkit.config import parse_job
+from rftkit.resolved import resolve_reinforcement, resolve_supervised
 from rftkit.data.validate import check_dataset
 from rftkit.errors import RftkitError
 from rftkit.graders.templates import item_fields

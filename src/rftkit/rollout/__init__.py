@@ -1,5 +1,17 @@
-"""② Rollout engines: turn prompts into sampled completions."""
+"""② Rollout: engines turn prompt token ids into sampled completions (`engine.py`)."""
 
-from rftkit.rollout.hf import Completion, SamplingParams, decode, generate, stop_token_ids
+from rftkit.rollout.engine import (
+    ENGINES,
+    Completion,
+    Engine,
+    EngineContext,
+    EngineUnavailable,
+    build_engine,
+    job_engine,
+    local_engine,
+    register_engine,
+)
+from rftkit.types import SamplingParams
 
-__all__ = ["Completion", "SamplingParams", "decode", "generate", "stop_token_ids"]
+__all__ = ["ENGINES", "Completion", "Engine", "EngineContext", "EngineUnavailable", "SamplingParams",
+           "build_engine", "job_engine", "local_engine", "register_engine"]

@@ -1,4 +1,6 @@
-"""The transformers rollout engine: batched sampling with a KV cache, written out.
+"""Batched sampling from an in-process model with a KV cache, written out: the loop behind the
+`hf` and `lean` engines (`rollout/local.py`), which differ only in the forward that fills the
+cache (the model's own, or rftkit's lean Llama forward in `fast_decode`).
 
 One call turns many prompts into completions: prompts are left-padded into one batch, the
 prefill keeps only the last position's logits, and each decoding step feeds one token per
@@ -14,34 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from rftkit.rollout.fast_decode import DecodeState, decode_weights
-
+from rftkit.models.lean_llama import LeanWeights
+from rftkit.rollout.engine import Completion
+from rftkit.rollout.fast_decode import DecodeState
+from rftkit.types import SamplingParams
 
 COMPACT_FRACTION = 4  # measured on the bench's S model: 2, 4 and every-step removal within noise, 8 slower
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_new_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-
-@dataclass
-class Completion:
-    token_ids: list[int]
-    logprobs: list[float] = field(default_factory=list)
-    finish_reason: str = "length"
 
 
 @contextmanager
@@ -102,8 +86,12 @@ def sample_next(logits_BV: torch.Tensor, params: SamplingParams, generator: torc
         return token_B, logits_BV.log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
     cdf_BV = filter_logits(logits_BV, params).softmax(-1).cumsum(-1)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds a uniform
-    # draw; exact, and several times cheaper than torch.multinomial for a batch of rows
-    uniform_B1 = torch.rand((len(cdf_BV), 1), generator=generator, device=cdf_BV.device) * cdf_BV[:, -1:]
+    # draw; exact, and several times cheaper than torch.multinomial for a batch of rows. The
+    # draws come from the generator's own device (a CPU generator cannot fill a CUDA tensor),
+    # so one seed gives the same draws on every device
+    drawn_on = generator.device if generator is not None else cdf_BV.device
+    uniform_B1 = torch.rand((len(cdf_BV), 1), generator=generator, device=drawn_on).to(cdf_BV.device)
+    uniform_B1 = uniform_B1 * cdf_BV[:, -1:]
     token_B = torch.searchsorted(cdf_BV, uniform_B1, right=True)[:, 0].clamp(max=cdf_BV.shape[-1] - 1)
     return token_B, (logits_BV / params.temperature).log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
 
@@ -116,8 +104,9 @@ def generate(
     pad_id: int,
     stop_ids: set[int],
     generator: torch.Generator | None = None,
-    fast: bool = True,
+    lean: LeanWeights | None = None,
     on_tokens: Callable[[list[int], list[int]], None] | None = None,
+    version: int = 0,
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt G times for a group).
 
@@ -125,18 +114,18 @@ def generate(
     once (the prefill runs on distinct prompts and their key/value cache is shared by every
     row that repeats them), and finished rows leave the batch, so decoding steps compute
     mostly for rows still writing (they leave once they are 1/COMPACT_FRACTION of the batch:
-    removing rows copies the cache, too dear to do at every step). Llama-family models
-    decode through `fast_decode` (same mathematics, a fraction of the operators) unless
-    `fast` is False.
+    removing rows copies the cache, too dear to do at every step). Given `lean` (the model's
+    weights laid out by `LeanWeights.of`), decoding goes through `fast_decode` (same
+    mathematics, a fraction of the operators); otherwise through the model's own forward.
     `on_tokens(rows, tokens)`, when given, hears each step's new token of every row still
-    writing (rows numbered as in `prompts`), for streaming.
+    writing (rows numbered as in `prompts`), for streaming. Completions carry `version`.
     """
     if not params.max_new_tokens:
         return [Completion([]) for _ in prompts]
     device = next(model.parameters()).device
     distinct, prompt_of_row = distinct_prompts(prompts)
     input_ids, attention_mask, position_ids = left_pad(distinct, pad_id, device)
-    decoder = _decoder(model, fast, len(distinct), input_ids.shape[1] + params.max_new_tokens)
+    decoder = _decoder(model, lean, len(distinct), input_ids.shape[1] + params.max_new_tokens)
     logits_DV = decoder.prefill(input_ids, attention_mask, position_ids)
     prompt_of_row = prompt_of_row.to(device)
     decoder.select(prompt_of_row)
@@ -163,15 +152,14 @@ def generate(
             next_position_B = next_position_B[keep]
         logits_BV = decoder.step(token_B, next_position_B).float()
         next_position_B = next_position_B + 1
-    return _collect(tokens_NT[:, : step + 1], logprobs_NT[:, : step + 1], stop_ids)
+    return _collect(tokens_NT[:, : step + 1], logprobs_NT[:, : step + 1], stop_ids, version)
 
 
-def _decoder(model: torch.nn.Module, fast: bool, rows: int, width: int):
-    weights = decode_weights(model) if fast else None
-    if weights is None:
+def _decoder(model: torch.nn.Module, lean: LeanWeights | None, rows: int, width: int):
+    if lean is None:
         return _ModelDecoder(model)
     parameter = next(model.parameters())
-    return DecodeState(weights, rows, width, parameter.dtype, parameter.device)
+    return DecodeState(lean, rows, width, parameter.dtype, parameter.device)
 
 
 class _ModelDecoder:
@@ -200,20 +188,20 @@ class _ModelDecoder:
         return out.logits[:, -1, :]
 
 
-def _collect(tokens_NT: torch.Tensor, logprobs_NT: torch.Tensor, stop_ids: set[int]) -> list[Completion]:
+def _collect(tokens_NT: torch.Tensor, logprobs_NT: torch.Tensor, stop_ids: set[int], version: int) -> list[Completion]:
     completions = []
     for ids, lps in zip(tokens_NT.tolist(), logprobs_NT.tolist()):
         end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
         if end is None:
-            completions.append(Completion(ids, lps, "length"))
+            completions.append(Completion(ids, lps, "length", version))
         else:
-            completions.append(Completion(ids[: end + 1], lps[: end + 1], "stop"))
+            completions.append(Completion(ids[: end + 1], lps[: end + 1], "stop", version))
     return completions
 
 
-def decode(tokenizer, completion: Completion) -> str:
-    """The completion's text, without the stop token or other special tokens."""
-    return tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+def decode(tokenizer, token_ids) -> str:
+    """The text of completion tokens, without the stop token or other special tokens."""
+    return tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:

@@ -3,7 +3,8 @@
 Two facts make these right and cheap:
 - position ids follow the attention mask (a left-padded prompt starts at position 0), the
   same as in sampling; otherwise every gradient is quietly computed for the wrong positions;
-- a prompt shared by a group's rows is computed once (see `completion_states`);
+- a prompt shared by a group's rows is computed once (see `completion_states`): the batch
+  says which rows form a group, so nothing is inferred from the tokens;
 - only completion positions go through the output layer, a chunk of rows at a time (up to
   CHUNK_LOGITS logits), so a large [N, T, vocab] log-softmax never exists. For large
   vocabularies each chunk's logits are recomputed in the backward pass instead of being kept.
@@ -11,6 +12,7 @@ Two facts make these right and cheap:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,28 +20,35 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from rftkit.models.load import trunk_and_head
-from rftkit.types import Batch
+from rftkit.types import Batch, Trajectory
 
 LARGE_VOCAB = 32_768  # above this, recompute chunk logits in backward rather than store them
 CHUNK_LOGITS = 1 << 22  # most logits (rows x completion tokens x vocab) computed at once: 16 MiB in fp32
 
 
-def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: torch.device) -> Batch:
-    """Lay out N (prompt, completion) pairs as one Batch (see `rftkit.types.Batch`)."""
-    rows = len(prompts)
-    prompt_width = max(len(p) for p in prompts)
-    completion_width = max(1, max(len(c) for c in completions))
-    input_ids = torch.full((rows, prompt_width + completion_width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    completion_mask = torch.zeros((rows, completion_width), dtype=torch.long)
-    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
-        input_ids[row, prompt_width - len(prompt): prompt_width] = torch.tensor(prompt)
-        attention[row, prompt_width - len(prompt): prompt_width + len(completion)] = 1
-        if completion:
-            input_ids[row, prompt_width: prompt_width + len(completion)] = torch.tensor(completion)
-            completion_mask[row, : len(completion)] = 1
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return Batch(input_ids.to(device), attention.to(device), positions.to(device), completion_mask.to(device), prompt_width)
+def pack(trajectories: Sequence[Trajectory], group_N: Sequence[int], pad_id: int,
+         device: torch.device) -> tuple[Batch, torch.Tensor]:
+    """N trajectories as one Batch (see `rftkit.types.Batch`), and their sampling log-probs [N, C].
+
+    `group_N[n]` is row n's group: rows of a group share a prompt, which is then computed once.
+    Every tensor is built in one call from padded rows.
+    """
+    prompt_width = max(len(t.prompt_ids) for t in trajectories)
+    width = max(1, max(len(t.completion_ids) for t in trajectories))
+    ids, attention, present, trained, logprobs = [], [], [], [], []
+    for t in trajectories:
+        left, right = prompt_width - len(t.prompt_ids), width - len(t.completion_ids)
+        ids.append([pad_id] * left + list(t.prompt_ids) + list(t.completion_ids) + [pad_id] * right)
+        attention.append([0] * left + [1] * (len(t.prompt_ids) + len(t.completion_ids)) + [0] * right)
+        present.append([1] * len(t.completion_ids) + [0] * right)
+        trained.append(list(t.loss_mask) + [0] * right)
+        logprobs.append(list(t.logprobs) + [0.0] * right)
+    attention_NT = torch.tensor(attention)
+    positions_NT = (attention_NT.cumsum(-1) - 1).clamp(min=0)
+    batch = Batch(torch.tensor(ids).to(device), attention_NT.to(device), positions_NT.to(device),
+                  torch.tensor(present).to(device), torch.tensor(trained).to(device),
+                  torch.tensor(list(group_N)).to(device), prompt_width)
+    return batch, torch.tensor(logprobs).to(device)
 
 
 def completion_hidden_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -58,7 +67,7 @@ def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """
     P, C = batch.prompt_width, batch.completion_mask_NC.shape[1]
     ids, mask, positions = batch.input_ids_NT, batch.attention_mask_NT, batch.position_ids_NT
-    first, row_prefix, group = _shared_prompts(torch.cat([ids[:, :P], mask[:, :P]], dim=1))
+    first, row_prefix, group = _shared_prompts(batch.group_N)
 
     def spread(t: torch.Tensor) -> torch.Tensor:  # [D, ...] -> each row's [N, ...]
         if group:  # an expand's backward sums each group; an index's scatters row by row (2 ms a layer on M)
@@ -78,23 +87,21 @@ def completion_states(trunk: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return torch.cat([first_state_N1H, rest_NCH], dim=1)
 
 
-def _shared_prompts(prompts_NP: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(a row of each distinct prompt [D], each row's index among those [N], G or 0).
+def _shared_prompts(group_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(a row of each group [D], each row's index among those [N], G or 0), from the batch's layout.
 
-    G is the group size when rows come in consecutive groups of G that repeat one prompt, as
-    a step's batch does (then the D rows are the groups' first rows, in order); else 0.
+    G is the group size when rows come in consecutive groups of G, as a step's batch does (then
+    the D rows are the groups' first rows, in order); else 0.
     """
-    rows, device = len(prompts_NP), prompts_NP.device
-    _, row_prompt = torch.unique(prompts_NP, dim=0, return_inverse=True)
-    distinct = int(row_prompt.max()) + 1
+    rows, device = len(group_N), group_N.device
+    _, row_prefix = torch.unique(group_N, return_inverse=True)
+    distinct = int(row_prefix.max()) + 1
     group = rows // distinct
-    if group * distinct == rows:
-        grouped = row_prompt.view(distinct, group)
-        if bool((grouped == grouped[:, :1]).all()) and len(grouped[:, 0].unique()) == distinct:
-            return torch.arange(0, rows, group, device=device), torch.arange(rows, device=device) // group, group
+    if group * distinct == rows and torch.equal(row_prefix, torch.arange(rows, device=device) // group):
+        return torch.arange(0, rows, group, device=device), row_prefix, group
     first = torch.empty(distinct, dtype=torch.long, device=device)
-    first.scatter_(0, row_prompt, torch.arange(rows, device=device))
-    return first, row_prompt, 0
+    first.scatter_(0, row_prefix, torch.arange(rows, device=device))
+    return first, row_prefix, 0
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):

@@ -50,25 +50,26 @@ def reward_metrics(groups: list[Group], prefix: str, pass_threshold: float) -> d
     }
 
 
-def step_metrics(trainer, drawn: list[Group], kept: list[Group], graded: list, update_stats: dict,
-                 timer: PhaseTimer) -> dict:
+def step_metrics(step: int, epoch: float, draw, timer: PhaseTimer, update_stats: dict, pass_threshold: float) -> dict:
+    """The metrics row of one step: `draw` is the step's `rl.Draw` (kept, drawn and graded groups)."""
     import torch
 
+    drawn, kept = draw.drawn, draw.kept
     samples = [s for g in drawn for s in g.samples]
     lengths = [len(s.completion_ids) for s in samples]
     rewards = torch.tensor([g.rewards for g in drawn]) if drawn else torch.zeros(0, 1)
     seconds = timer.seconds
-    row = {"step": trainer.step_count, "epoch": round(trainer.order.position / trainer.order.rows, 4)}
-    row.update(reward_metrics(drawn, "train", trainer.settings.pass_threshold))
-    row.update(grader_metrics(graded, "train"))
+    row = {"step": step, "epoch": round(epoch, 4)}
+    row.update(reward_metrics(drawn, "train", pass_threshold))
+    row.update(grader_metrics(draw.graded, "train"))
     row.update({
         "completion_length_mean": statistics.fmean(lengths) if lengths else 0.0,
         "completion_length_max": max(lengths, default=0),
         "truncated_frac": sum(s.finish_reason == "length" for s in samples) / max(len(samples), 1),
         "zero_variance_frac": float(1 - informative_groups(rewards).float().mean()) if drawn else 0.0,
         "groups_used": len(kept),
-        # completion tokens of the groups the update used: those the loss is computed on
-        "train_tokens": sum(len(s.completion_ids) for g in kept for s in g.samples),
+        # tokens of the groups the update used that the loss is computed on (sampled by the policy)
+        "train_tokens": sum(s.trajectory.sampled_tokens for g in kept for s in g.samples),
     })
     row.update(update_stats)
     row.update(timer.metrics())

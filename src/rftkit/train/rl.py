@@ -1,12 +1,15 @@
-"""The RL step: gen -> reward -> ref -> adv -> update_actor, each phase named and timed.
+"""The RL step: gen -> reward -> old_log_prob -> ref -> adv -> update_actor (-> update_critic).
 
-    trainer = RLTrainer(policy, tokenizer, grader, examples, settings)
+    trainer = RLTrainer(policy, tokenizer, grader, examples, resolved)   # resolved: ResolvedReinforcement
     outcome = trainer.step()      # StepOutcome(metrics, groups)
 
-One step samples `batch_size` prompts, draws `group_size` completions of each in a single
-generation call, grades them in one batch, turns rewards into advantages, and updates the
-policy. The reference model is only consulted when the KL coefficient is non-zero; under
-LoRA it is the policy with its adapter switched off, so no second copy is held.
+One step samples `batch_size` prompts through the rollout engine, `group_size` completions of
+each, grades them in one batch, packs the kept groups into one Batch, turns rewards into
+advantages and updates the policy. Each phase builds its values once and hands them on; nothing
+is filled in place afterwards. `old_log_prob` runs only for an engine whose log-probs are not
+the trainer's (then the importance correction of `algo/correction.py` applies); the reference
+model is consulted only when the KL coefficient is non-zero, and under LoRA it is the policy
+with its adapter switched off, so no second copy is held.
 """
 
 from __future__ import annotations
@@ -19,95 +22,22 @@ from dataclasses import dataclass
 import torch
 
 from rftkit.algo.advantages import ADVANTAGE_ESTIMATORS, gae, informative_groups
+from rftkit.algo.correction import truncated_importance_weights
 from rftkit.algo.kl import kl_divergence
-from rftkit.config import (
-    JobSpec,
-    KLOptions,
-    Optimizer,
-    PPOOptions,
-    ResolvedAlgorithm,
-    ResolvedReinforcement,
-    UpdateOptions,
-    resolve_algorithm,
-)
 from rftkit.data.chat import encode_prompt
-from rftkit.errors import RftkitError
 from rftkit.graders.base import Grader
-from rftkit.graders.batch import grade_batch
+from rftkit.graders.batch import BatchGrades, grade_groups
+from rftkit.resolved import ResolvedReinforcement
+from rftkit.rollout.engine import Engine, EngineContext, EngineUnavailable, build_engine
 from rftkit.rollout.groups import sample_groups
-from rftkit.rollout.hf import SamplingParams, stop_token_ids
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
 from rftkit.train.metrics import step_metrics
 from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
 from rftkit.train.order import DataOrder
 from rftkit.train.timing import PhaseTimer
-from rftkit.train.update import StepTensors, UpdatePlan, update
+from rftkit.train.update import StepTensors, update_actor, update_critic
 from rftkit.types import Batch, Example, Group
-
-
-@dataclass(frozen=True)
-class RLSettings:
-    batch_size: int
-    group_size: int
-    total_steps: int
-    learning_rate: float
-    sampling: SamplingParams
-    algorithm: ResolvedAlgorithm
-    is_ppo: bool
-    kl: KLOptions
-    entropy_coef: float
-    update: UpdateOptions
-    ppo: PPOOptions
-    optimizer: Optimizer
-    sampling_rounds: int
-    pass_threshold: float
-    seed: int
-
-    @classmethod
-    def from_spec(cls, spec: JobSpec, resolved: ResolvedReinforcement) -> "RLSettings":
-        opts = spec.rftkit
-        if opts.sampling.temperature <= 0:
-            raise RftkitError("rftkit.sampling.temperature: must be > 0 for reinforcement",
-                              fix="RL learns from differences between samples; use 1.0")
-        return cls(
-            batch_size=resolved.batch_size,
-            group_size=resolved.group_size,
-            total_steps=resolved.total_steps,
-            learning_rate=resolved.learning_rate,
-            sampling=SamplingParams(opts.lengths.max_completion_tokens, opts.sampling.temperature,
-                                    opts.sampling.top_p, opts.sampling.top_k),
-            algorithm=resolve_algorithm(opts),
-            is_ppo=opts.algorithm == "ppo",
-            kl=opts.kl,
-            entropy_coef=opts.loss.entropy_coef,
-            update=opts.update,
-            ppo=opts.ppo,
-            optimizer=opts.optimizer,
-            sampling_rounds=opts.dynamic_sampling.max_rounds,
-            pass_threshold=opts.eval.pass_threshold,
-            seed=spec.seed,
-        )
-
-    def update_plan(self) -> UpdatePlan:
-        algo = self.algorithm
-        return UpdatePlan(
-            epochs=self.ppo.epochs if self.is_ppo else self.update.epochs,
-            mini_batches=self.update.mini_batches,
-            micro_batch_tokens=self.update.micro_batch_tokens,
-            policy_loss=algo.policy_loss,
-            aggregation=algo.aggregation,
-            clip_low=algo.clip_low,
-            clip_high=algo.clip_high,
-            temperature=self.sampling.temperature,
-            max_completion_tokens=self.sampling.max_new_tokens,
-            kl_coef=self.kl.coef if self.kl.placement == "loss" else 0.0,
-            kl_estimator=self.kl.estimator,
-            entropy_coef=self.entropy_coef,
-            max_grad_norm=self.optimizer.max_grad_norm,
-            value_coef=self.ppo.value_coef,
-            value_clip=self.ppo.value_clip,
-        )
 
 
 @dataclass
@@ -116,25 +46,36 @@ class StepOutcome:
     groups: list[Group]
 
 
+@dataclass(frozen=True)
+class Draw:
+    """What the rollout phases produced: the groups the update learns from (`kept`), every
+    group sampled (`drawn`: with dynamic sampling, more than kept) and their grades."""
+
+    kept: list[Group]
+    drawn: list[Group]
+    graded: list[BatchGrades]
+
+
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     reference = copy.deepcopy(model).eval()
     return reference.requires_grad_(False)
 
 
 class RLTrainer:
-    """Holds the policy, optimizer, data order and RNGs; `step()` runs one training step."""
+    """Holds the policy, its engine, optimizer, data order and RNGs; `step()` runs one training step."""
 
-    def __init__(self, model, tokenizer, grader: Grader, examples: list[Example], settings: RLSettings,
-                 *, reference: torch.nn.Module | None = None, critic: ValueModel | None = None):
-        """`reference` (a frozen copy of the starting policy) is needed only for full
-        fine-tuning with a KL coefficient; under LoRA the adapter is switched off instead."""
+    def __init__(self, model, tokenizer, grader: Grader, examples: list[Example], settings: ResolvedReinforcement,
+                 *, engine: Engine | None = None, reference: torch.nn.Module | None = None,
+                 critic: ValueModel | None = None):
+        """`engine` samples (default: `auto` over `model`); `reference` (a frozen copy of the
+        starting policy) is needed only for full fine-tuning with a KL coefficient; under LoRA
+        the adapter is switched off instead."""
         self.model, self.tokenizer, self.grader, self.examples, self.settings = model, tokenizer, grader, examples, settings
+        self.engine = engine or build_engine("auto", EngineContext(model, tokenizer))
         self.is_lora = hasattr(model, "disable_adapter")
-        if settings.kl.coef > 0 and not self.is_lora and reference is None:
-            reference = frozen_copy(model)
-        self.reference = reference if settings.kl.coef > 0 and not self.is_lora else None
+        needs_reference = settings.kl.coef > 0 and not self.is_lora
+        self.reference = (reference or frozen_copy(model)) if needs_reference else None
         self.critic = critic
-        self.plan = settings.update_plan()
         self.optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
         self.critic_optimizer = None
         if critic is not None:
@@ -142,9 +83,11 @@ class RLTrainer:
             self.critic_optimizer = make_optimizer(critic.parameters(), rate, settings.optimizer)
         self.order = DataOrder(len(examples), settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)
-        self.stop_ids = stop_token_ids(model, tokenizer)
         self.step_count = 0
         self._prompt_cache: dict[int, list[int]] = {}
+        mode = settings.rollout_correction.mode
+        self.correction = None if mode == "off" or (mode == "auto" and self.engine.exact_logprobs) else (
+            "token" if mode == "auto" else mode)
 
     # ------------------------------------------------------------------ phases
 
@@ -153,72 +96,87 @@ class RLTrainer:
             self._prompt_cache[index] = encode_prompt(self.tokenizer, self.examples[index])
         return self._prompt_cache[index]
 
+    def sync_engine(self) -> None:
+        """Bring the engine to the policy's current weights (a no-op when it already has them)."""
+        self.engine.update_weights(self.model, self.step_count)
+
     def sample(self, indices: list[int]) -> list[Group]:
-        examples = [self.examples[i] for i in indices]
-        prompts = [self.prompt_ids(i) for i in indices]
-        return sample_groups(self.model, self.tokenizer, examples, prompts, self.settings.group_size,
-                             self.settings.sampling, stop_ids=self.stop_ids, generator=self.generator)
+        self.sync_engine()
+        return sample_groups(self.engine, self.tokenizer, [self.examples[i] for i in indices],
+                             [self.prompt_ids(i) for i in indices], self.settings.group_size,
+                             self.settings.sampling, generator=self.generator)
 
-    def grade(self, groups: list[Group]):
-        samples = [s for g in groups for s in g.samples]
-        items = [g.example.item for g in groups for _ in g.samples]
-        graded = grade_batch(self.grader, samples, items)
-        size = self.settings.group_size
-        for index, group in enumerate(groups):
-            group.grades = graded.grades[index * size:(index + 1) * size]
-        return graded
-
-    def draw(self, timer: PhaseTimer) -> tuple[list[Group], list[Group], list]:
+    def draw(self, timer: PhaseTimer) -> Draw:
         """Sample and grade groups; with dynamic sampling keep only informative ones, sampling
-        more rounds (up to `sampling_rounds`) to refill the batch. Returns (kept, all, grades)."""
+        more rounds (up to `sampling_rounds`) to refill the batch."""
+        algorithm = self.settings.algorithm
         kept, drawn, graded = [], [], []
-        for _ in range(self.settings.sampling_rounds):
-            need = self.settings.batch_size - len(kept)
+        for _ in range(algorithm.sampling_rounds if algorithm.dynamic_sampling else 1):
             with timer("gen"):
-                groups = self.sample(self.order.next_batch(need))
+                groups = self.sample(self.order.next_batch(self.settings.batch_size - len(kept)))
             with timer("reward"):
-                graded.append(self.grade(groups))
+                graded.append(grade_groups(self.grader, groups))
             drawn.extend(groups)
-            if not self.settings.algorithm.dynamic_sampling:
-                return groups, drawn, graded
-            rewards = torch.tensor([g.rewards for g in groups])
-            kept.extend(g for g, keep in zip(groups, informative_groups(rewards).tolist()) if keep)
+            if not algorithm.dynamic_sampling:
+                return Draw(groups, drawn, graded)
+            informative = informative_groups(torch.tensor([g.rewards for g in groups])).tolist()
+            kept.extend(g for g, keep in zip(groups, informative) if keep)
             if len(kept) >= self.settings.batch_size:
                 break
-        return kept, drawn, graded
+        return Draw(kept, drawn, graded)
 
-    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
-        context = self.model.disable_adapter() if self.is_lora else nullcontext()
-        reference = self.model if self.is_lora else self.reference
+    def rollout(self, timer: PhaseTimer) -> Draw:
+        """`draw`, all or nothing: when the engine fails, the data order and sampling RNG are
+        put back, so that the step runs again as if it had never started."""
+        order, generator = self.order.state_dict(), self.generator.get_state()
+        try:
+            return self.draw(timer)
+        except EngineUnavailable:
+            self.order = DataOrder.from_state(order)
+            self.generator.set_state(generator)
+            raise
+
+    def recomputed_logprobs(self, batch: Batch, reference: bool = False) -> torch.Tensor:
+        """[N, C] log-probs of the batch's completions under the current policy (or the reference)."""
+        if not reference:
+            model, context = self.model, nullcontext()
+        elif self.is_lora:
+            model, context = self.model, self.model.disable_adapter()
+        else:
+            model, context = self.reference, nullcontext()
+        was_training = model.training
+        model.eval()
         with torch.no_grad(), context:
-            return completion_logprobs(reference, batch, self.settings.sampling.temperature).logprobs_NC
+            logprobs = completion_logprobs(model, batch, self.settings.update.temperature).logprobs_NC
+        model.train(was_training)
+        return logprobs
 
-    def advantages(self, groups: list[Group], batch: Batch, tensors: StepTensors) -> None:
-        """Fill tensors.advantages (and returns / old values for PPO) in place."""
-        mask = batch.completion_mask_NC.float()
-        rewards_N = torch.tensor([r for g in groups for r in g.rewards])
-        kl_in_reward = self.settings.kl.placement == "reward" and tensors.reference_logprobs is not None
+    def advantages(self, rewards_N: torch.Tensor, batch: Batch, sampled_NC: torch.Tensor,
+                   reference_NC: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(advantages [N, C], and for PPO the returns and old values [N, C])."""
+        mask = batch.loss_mask_NC.float()
+        kl = self.settings.kl
         kl_NC = None
-        if kl_in_reward:
-            kl_NC = self.settings.kl.coef * kl_divergence(tensors.sampling_logprobs, tensors.reference_logprobs,
-                                                          self.settings.kl.estimator) * mask
-        if self.settings.is_ppo:
-            with torch.no_grad():
-                values = self.critic(batch)
-            token_rewards = -kl_NC if kl_NC is not None else torch.zeros_like(mask)
-            last = (mask.sum(-1).long() - 1).clamp(min=0)
-            token_rewards[torch.arange(len(rewards_N)), last] += rewards_N
-            advantages, returns = gae(token_rewards, values, mask, self.settings.ppo.gamma, self.settings.ppo.lam)
-            mean = (advantages * mask).sum() / mask.sum()
-            std = (((advantages - mean) * mask).square().sum() / mask.sum()).sqrt()
-            tensors.advantages = (advantages - mean) / (std + 1e-6) * mask
-            tensors.returns, tensors.old_values = returns, values
-            return
+        if kl.placement == "reward" and reference_NC is not None:
+            kl_NC = kl.coef * kl_divergence(sampled_NC, reference_NC, kl.estimator) * mask
+        if self.critic is not None:
+            return self._gae(rewards_N, batch, mask, kl_NC)
         if kl_NC is not None:
             rewards_N = rewards_N - kl_NC.sum(-1)
         estimator = ADVANTAGE_ESTIMATORS[self.settings.algorithm.advantage]
-        advantages_BG = estimator(rewards_N.reshape(len(groups), -1))
-        tensors.advantages = advantages_BG.reshape(-1, 1) * mask
+        advantages_BG = estimator(rewards_N.reshape(-1, self.settings.group_size))
+        return advantages_BG.reshape(-1, 1) * mask, None, None
+
+    def _gae(self, rewards_N, batch: Batch, mask, kl_NC):
+        with torch.no_grad():
+            values = self.critic(batch)
+        token_rewards = -kl_NC if kl_NC is not None else torch.zeros_like(mask)
+        last = (mask.sum(-1).long() - 1).clamp(min=0)
+        token_rewards[torch.arange(len(rewards_N)), last] += rewards_N
+        advantages, returns = gae(token_rewards, values, mask, self.settings.ppo.gamma, self.settings.ppo.lam)
+        mean = (advantages * mask).sum() / mask.sum()
+        std = (((advantages - mean) * mask).square().sum() / mask.sum()).sqrt()
+        return (advantages - mean) / (std + 1e-6) * mask, returns, values
 
     # ------------------------------------------------------------------ the step
 
@@ -228,38 +186,49 @@ class RLTrainer:
 
     def step(self) -> StepOutcome:
         timer = PhaseTimer()
-        update_stats: dict = {}
         rate = self.learning_rate()
         set_learning_rate(self.optimizer, rate)
         if self.critic_optimizer is not None:
             set_learning_rate(self.critic_optimizer, rate * self.settings.ppo.critic_learning_rate_multiplier)
         with timer("step"):
-            groups, drawn, graded = self.draw(timer)
-            if groups:
-                update_stats = self._learn(groups, timer)
-        update_stats["learning_rate"] = rate
+            draw = self.rollout(timer)
+            learned = self.learn(draw.kept, timer) if draw.kept else {}
         self.step_count += 1
-        metrics = step_metrics(self, drawn, groups, graded, update_stats, timer)
-        return StepOutcome(metrics, drawn)
+        metrics = step_metrics(self.step_count, self.order.position / self.order.rows, draw, timer,
+                               {**learned, "learning_rate": rate}, self.settings.pass_threshold)
+        return StepOutcome(metrics, draw.drawn)
 
-    def _learn(self, groups: list[Group], timer: PhaseTimer) -> dict:
-        samples = [s for g in groups for s in g.samples]
-        prompts = [g.prompt_ids for g in groups for _ in g.samples]
+    def learn(self, groups: list[Group], timer: PhaseTimer) -> dict:
+        """old_log_prob -> ref -> adv -> update_actor (-> update_critic) over the kept groups."""
+        self.engine.sleep()  # an engine on the trainer's GPU gives its memory back for the update
         device = next(self.model.parameters()).device
-        batch = pack(prompts, [s.completion_ids for s in samples], self.tokenizer.pad_token_id, device)
-        sampled = torch.zeros_like(batch.completion_mask_NC, dtype=torch.float32)
-        for row, sample in enumerate(samples):
-            sampled[row, : len(sample.logprobs)] = torch.tensor(sample.logprobs)
-        tensors = StepTensors(advantages=torch.zeros_like(sampled), sampling_logprobs=sampled)
+        batch, sampled_NC = pack([s.trajectory for g in groups for s in g.samples],
+                                 [i for i, g in enumerate(groups) for _ in g.samples], self.tokenizer.pad_token_id,
+                                 device)
+        rewards_N = torch.tensor([r for g in groups for r in g.rewards], device=device)
+        stats: dict = {}
+        old_NC, weights_NC = sampled_NC, None
+        if self.correction is not None:
+            with timer("old_log_prob"):
+                old_NC = self.recomputed_logprobs(batch)
+                weights_NC, stats = truncated_importance_weights(
+                    old_NC, sampled_NC, batch.loss_mask_NC, cap=self.settings.rollout_correction.cap,
+                    level=self.correction)
+        reference_NC = None
         if self.settings.kl.coef > 0:
             with timer("ref"):
-                tensors.reference_logprobs = self.reference_logprobs(batch)
+                reference_NC = self.recomputed_logprobs(batch, reference=True)
         with timer("adv"):
-            self.advantages(groups, batch, tensors)
+            advantages_NC, returns_NC, values_NC = self.advantages(rewards_N, batch, old_NC, reference_NC)
+        tensors = StepTensors(advantages_NC, old_NC, reference_NC, weights_NC, returns_NC, values_NC)
         self.model.train()
         with timer("update_actor"):
-            return update(self.model, self.optimizer, batch, tensors, self.plan, self.generator,
-                          self.critic, self.critic_optimizer)
+            stats.update(update_actor(self.model, self.optimizer, batch, tensors, self.settings.update, self.generator))
+        if self.critic is not None:
+            with timer("update_critic"):
+                stats.update(update_critic(self.critic, self.critic_optimizer, batch, tensors, self.settings.update,
+                                           self.generator))
+        return stats
 
     # ------------------------------------------------------------------ resumable state
 

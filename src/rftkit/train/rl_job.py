@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from rftkit.config import JobSpec, resolve_reinforcement
+from rftkit.config import JobSpec
 from rftkit.data.chat import encode_prompt
 from rftkit.data.validate import load_examples
 from rftkit.errors import RftkitError
@@ -30,10 +30,11 @@ from rftkit.graders.templates import item_fields
 from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_policy, wrap_lora
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
-from rftkit.rollout.hf import SamplingParams
+from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
+from rftkit.rollout.engine import EngineUnavailable, job_engine
 from rftkit.train.checkpoint import latest_checkpoint, load_trainer_state, prune_checkpoints, save_checkpoint
 from rftkit.train.critic import ValueModel
-from rftkit.train.rl import RLSettings, RLTrainer, frozen_copy
+from rftkit.train.rl import RLTrainer, frozen_copy
 from rftkit.train.runlog import RunLog
 from rftkit.train.supervised import prepare_out_dir
 
@@ -99,12 +100,12 @@ def _load_data(spec: JobSpec, tokenizer, grader_spec: dict, log):
     return train, valid
 
 
-def _build_models(spec: JobSpec, settings: RLSettings, checkpoint: Path | None):
+def _build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Path | None):
     """(policy, tokenizer, reference, critic). The critic is copied from the base before LoRA
     wraps the policy; the reference is the base, never a resumed policy."""
     opts = spec.rftkit
     base, tokenizer = load_policy(spec.model, opts.device)
-    critic = ValueModel.from_policy(base) if settings.is_ppo else None
+    critic = ValueModel.from_policy(base) if resolved.algorithm.uses_critic else None
     reference = frozen_copy(base) if opts.kl.coef > 0 and not opts.lora.enabled else None
     if opts.lora.enabled:
         if checkpoint is not None:
@@ -130,16 +131,16 @@ class ReinforcementRun:
                                    source="method.reinforcement.grader")
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train))
-        self.settings = RLSettings.from_spec(spec, self.resolved)
         self.monitor = HackingMonitor(spec.rftkit.monitor)
         self.warnings: list[str] = []
         self.last_valid: float | None = None
         self.train_rewards_since_eval: list[float] = []
 
     def start(self, checkpoint: Path | None) -> None:
-        policy, tokenizer, reference, critic = _build_models(self.spec, self.settings, checkpoint)
+        policy, tokenizer, reference, critic = _build_models(self.spec, self.resolved, checkpoint)
         self.tokenizer = tokenizer
-        self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.settings,
+        engine = job_engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
+        self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.resolved, engine=engine,
                                  reference=reference, critic=critic)
         if checkpoint is not None:
             trainer_state, state = load_trainer_state(checkpoint)
@@ -147,17 +148,18 @@ class ReinforcementRun:
             self.last_valid = state.get("valid_reward")
         r = self.resolved
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
-                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}")
+                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}")
 
     def evaluate(self, k: int, *, greedy: bool, seed: int, label: str) -> EvalResult:
+        """pass@k on the validation set, sampled by the training engine with the current weights."""
         opts = self.spec.rftkit
-        params = SamplingParams(opts.lengths.max_completion_tokens, opts.sampling.temperature,
-                                opts.sampling.top_p, opts.sampling.top_k)
+        self.trainer.sync_engine()
         with progress_bar(transient=True) as progress:
             task = progress.add_task(label, total=len(self.valid), info="")
-            return evaluate(self.trainer.model, self.tokenizer, self.grader, self.valid, k=k, params=params,
-                            threshold=opts.eval.pass_threshold, batch_prompts=opts.eval_batch_size, seed=seed,
-                            greedy=greedy, on_batch=lambda n: progress.advance(task, n))
+            return evaluate(self.trainer.engine, self.tokenizer, self.grader, self.valid, k=k,
+                            params=self.resolved.sampling, threshold=opts.eval.pass_threshold,
+                            batch_prompts=opts.eval_batch_size, seed=seed, greedy=greedy,
+                            on_batch=lambda n: progress.advance(task, n))
 
     def describe(self, result: EvalResult) -> str:
         greedy = f", greedy {result.greedy_pass:.1%}" if result.greedy_pass is not None else ""
@@ -219,7 +221,11 @@ def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> in
             run.train_rewards_since_eval.append(metrics.get("train_reward_mean", 0.0))
             last = step == resolved.total_steps
             if run.valid and (step % resolved.eval_interval == 0 or last):
-                run.validate(step, metrics, run_log)
+                try:
+                    run.validate(step, metrics, run_log)
+                except EngineUnavailable:
+                    run_log.metrics(metrics)  # the step happened, its validation did not
+                    raise
             run_log.metrics(metrics)
             run_log.samples(step, "train", outcome.groups[: opts.monitor.samples_per_step])
             rewards = [r for g in outcome.groups for r in g.rewards]
@@ -243,6 +249,18 @@ def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
         run_log.samples(summary.steps, "final", after.groups)
         run.log(f"final: {run.describe(after)}")
     summary.model_dir = str(save_policy(run.trainer.model, run.tokenizer, run.out / "model"))
+
+
+def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, err: EngineUnavailable):
+    """The engine stopped answering: keep a checkpoint of the last whole step, say how to go on, fail."""
+    step = run.trainer.step_count
+    if not (run.out / f"checkpoint-{step}").exists():
+        run.checkpoint(step, {})
+    summary.status, summary.steps = "failed", step
+    (run.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    message = f"rollout engine failed at step {step}: {err.reason}; checkpoint-{step} written"
+    run_log.event(message, level="error", step=step)
+    raise RftkitError(message, fix=f"{err.fix + '; then ' if err.fix else ''}continue with --resume") from None
 
 
 def run_reinforcement_job(
@@ -271,6 +289,8 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
             run_log.event(f"resumed from checkpoint-{checkpoint.step}", step=checkpoint.step)
             if (out / "baseline.json").exists():
                 summary.baseline = json.loads((out / "baseline.json").read_text())
+            elif checkpoint.step == 0:  # stopped before its baseline finished
+                summary.baseline = run.baseline(force, run_log)
         else:
             (out / "job.json").write_text(spec.model_dump_json(indent=1))
             summary.baseline = run.baseline(force, run_log)
@@ -291,9 +311,12 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
             _finish(run, summary, run_log)
             summary.status = "succeeded"
             run_log.event("training finished", step=summary.steps)
+    except EngineUnavailable as err:
+        _engine_failed(run, summary, run_log, err)
     finally:
         run_log.close()
         run.grader.close()
+        run.trainer.engine.close()
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
     if summary.status == "succeeded":
         from rftkit.eval.report import write_report

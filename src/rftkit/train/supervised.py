@@ -15,10 +15,12 @@ from typing import Callable
 
 import torch
 
-from rftkit.config import JobSpec, resolve_supervised
+from rftkit.config import JobSpec
 from rftkit.data.validate import load_examples
 from rftkit.errors import RftkitError
 from rftkit.eval.exact_match import exact_match
+from rftkit.resolved import resolve_supervised
+from rftkit.rollout.engine import job_engine
 from rftkit.models.load import load_policy, save_policy
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.train.sft import SFTSettings, run_sft
@@ -59,9 +61,11 @@ def run_supervised_job(
     model, tokenizer = load_policy(spec.model, spec.rftkit.device, spec.rftkit.lora)
     max_new = spec.rftkit.lengths.max_completion_tokens
     summary = SupervisedSummary(len(train), len(valid), resolved.total_steps, 0.0, hyperparameters=asdict(resolved))
+    engine = job_engine(spec.rftkit, model, tokenizer, model_path=spec.model, work_dir=out)
     if valid:
+        engine.update_weights(model, 0)
         summary.exact_match_before = exact_match(
-            model, tokenizer, valid, max_new_tokens=max_new, batch_size=spec.rftkit.eval_batch_size
+            engine, tokenizer, valid, max_new_tokens=max_new, batch_size=spec.rftkit.eval_batch_size
         ).accuracy
         log(f"held-out exact-match before: {summary.exact_match_before:.1%}")
     settings = SFTSettings(
@@ -84,10 +88,12 @@ def run_supervised_job(
         history = run_sft(model, tokenizer, train, valid, settings, on_step=on_step)
     summary.valid_loss_after = history[-1].get("valid_loss")
     if valid:
+        engine.update_weights(model, len(history))
         summary.exact_match_after = exact_match(
-            model, tokenizer, valid, max_new_tokens=max_new, batch_size=spec.rftkit.eval_batch_size
+            engine, tokenizer, valid, max_new_tokens=max_new, batch_size=spec.rftkit.eval_batch_size
         ).accuracy
         log(f"held-out exact-match after: {summary.exact_match_after:.1%}")
+    engine.close()
     summary.model_dir = str(save_policy(model, tokenizer, out / "model"))
     summary.seconds = round(time.perf_counter() - start, 2)
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")

@@ -1,8 +1,9 @@
-"""The policy (and critic) update over one step's sampled batch.
+"""The policy update (`update_actor`) and PPO's critic update (`update_critic`) over one step's batch.
 
 Rows are split into mini-batches (one optimizer step each) and those into micro-batches
 that fit a token budget (gradients accumulate). Loss denominators are the mini-batch's, so
 the accumulated gradient equals the mini-batch's full gradient whatever the micro split.
+Losses are computed on the tokens of the batch's loss mask only (those the policy sampled).
 
 Rows whose loss has no gradient (all-zero advantages, and no term that reads them otherwise)
 are left out of the forward and backward passes: see `rows_with_gradient`. The clip fraction
@@ -11,60 +12,41 @@ the rows trained.
 
 Fully on-policy (one epoch, one mini-batch) the sampling policy *is* the current policy:
 `old` is the fresh log-prob detached, the ratio is exactly 1 and the clip a no-op. Otherwise
-`old` is the sampling pass's own log-probs, recorded during generation, which equal a
-recomputation to float precision — so no separate old-log-prob pass is ever run.
+`old` is `StepTensors.old_logprobs`: for an in-process engine the sampling pass's own
+log-probs, which equal a recomputation to float precision (so no old-log-prob pass is run);
+for an engine with numerics of its own, the trainer's recomputation. Importance weights, when
+the step has them (`algo/correction.py`), scale each token's policy loss.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from rftkit.algo.kl import kl_divergence
 from rftkit.algo.losses import POLICY_LOSSES, aggregate, batch_denominators, value_loss
+from rftkit.resolved import UpdateSettings
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs
 from rftkit.types import Batch
 
 
 @dataclass(frozen=True)
-class UpdatePlan:
-    epochs: int
-    mini_batches: int
-    micro_batch_tokens: int
-    policy_loss: str
-    aggregation: str
-    clip_low: float
-    clip_high: float
-    temperature: float
-    max_completion_tokens: int
-    kl_coef: float = 0.0  # in the loss; 0 when KL is placed in the reward
-    kl_estimator: str = "k3"
-    entropy_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    value_coef: float = 0.5
-    value_clip: float | None = 0.2
-
-    @property
-    def on_policy(self) -> bool:
-        return self.epochs == 1 and self.mini_batches == 1
-
-
-@dataclass
 class StepTensors:
-    """Per-row [N, C] tensors for the update; optional ones are None when unused."""
+    """Per-row [N, C] values the update reads, each built once by the phase that owns it;
+    optional ones are None when unused."""
 
     advantages: torch.Tensor
-    sampling_logprobs: torch.Tensor
+    old_logprobs: torch.Tensor
     reference_logprobs: torch.Tensor | None = None
+    importance_weights: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     old_values: torch.Tensor | None = None
 
     def take(self, index: torch.Tensor, width: int) -> "StepTensors":
         pick = lambda t: None if t is None else t[index][:, :width]  # noqa: E731
-        return StepTensors(*(pick(getattr(self, f)) for f in ("advantages", "sampling_logprobs",
-                                                             "reference_logprobs", "returns", "old_values")))
+        return StepTensors(*(pick(getattr(self, f.name)) for f in fields(self)))
 
 
 @dataclass
@@ -94,119 +76,141 @@ def micro_batches(batch: Batch, token_budget: int) -> list[torch.Tensor]:
     return groups
 
 
-def update(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    tensors: StepTensors,
-    plan: UpdatePlan,
-    generator: torch.Generator,
-    critic: ValueModel | None = None,
-    critic_optimizer: torch.optim.Optimizer | None = None,
-) -> dict[str, float]:
-    """Run every epoch and mini-batch of one step's update; return averaged statistics."""
-    stats = UpdateStats()
+def _mini_batches(batch: Batch, tensors: StepTensors, settings: UpdateSettings, generator: torch.Generator):
+    """(epoch, mini-batch, its tensors) for every optimizer step of the update."""
     rows = batch.input_ids_NT.shape[0]
-    for epoch in range(plan.epochs):
-        order = torch.randperm(rows, generator=generator) if plan.mini_batches > 1 else torch.arange(rows)
-        for index in order.chunk(plan.mini_batches):
+    for epoch in range(settings.epochs):
+        order = torch.randperm(rows, generator=generator) if settings.mini_batches > 1 else torch.arange(rows)
+        for index in order.chunk(settings.mini_batches):
             mini = batch.rows(index)
-            mini_tensors = tensors.take(index, mini.completion_mask_NC.shape[1])
-            _optimizer_step(model, optimizer, mini, mini_tensors, plan, stats, first_epoch=epoch == 0,
-                            critic=critic, critic_optimizer=critic_optimizer)
-    return stats.means()
+            yield epoch, mini, tensors.take(index, mini.loss_mask_NC.shape[1])
 
 
-def rows_with_gradient(tensors: StepTensors, plan: UpdatePlan, has_critic: bool) -> torch.Tensor:
-    """[n] indices of the rows whose loss can have a gradient.
+def update_actor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, tensors: StepTensors,
+                 settings: UpdateSettings, generator: torch.Generator) -> dict[str, float]:
+    """Every epoch and mini-batch of one step's policy update; averaged statistics."""
+    return ActorUpdate(model, optimizer, settings).run(batch, tensors, generator)
 
-    Every policy loss is advantage x f(ratio) per token, so a row whose advantages are all
-    zero (in GRPO, each row of a group whose samples all earned the same reward: often a
-    third of a batch) adds exactly zero to the loss and to its gradient, while the loss's
-    denominators come from the whole batch. Skipping such rows changes no update, only the
-    work. Rows all count when another term reads them: a KL or entropy term, or a critic.
+
+def update_critic(critic: ValueModel, optimizer: torch.optim.Optimizer, batch: Batch, tensors: StepTensors,
+                  settings: UpdateSettings, generator: torch.Generator) -> dict[str, float]:
+    """PPO's value update over the same epochs and mini-batches: value_loss, explained_variance."""
+    return CriticUpdate(critic, optimizer, settings).run(batch, tensors, generator)
+
+
+def rows_with_gradient(tensors: StepTensors, settings: UpdateSettings) -> torch.Tensor:
+    """[n] indices of the rows whose policy loss can have a gradient.
+
+    Every policy loss is advantage x f(ratio) per token (times an importance weight), so a row
+    whose advantages are all zero (in GRPO, each row of a group whose samples all earned the
+    same reward: often a third of a batch) adds exactly zero to the loss and to its gradient,
+    while the loss's denominators come from the whole batch. Skipping such rows changes no
+    update, only the work. Rows all count when another term reads them: a KL or entropy term.
     """
     rows = tensors.advantages.shape[0]
-    if tensors.reference_logprobs is not None or plan.entropy_coef > 0 or has_critic:
+    if tensors.reference_logprobs is not None or settings.entropy_coef > 0:
         return torch.arange(rows)
     return tensors.advantages.ne(0).any(-1).nonzero()[:, 0].cpu()
 
 
-def _optimizer_step(model, optimizer, mini, tensors, plan, stats, *, first_epoch, critic, critic_optimizer):
-    optimizer.zero_grad(set_to_none=True)
-    if critic_optimizer is not None:
-        critic_optimizer.zero_grad(set_to_none=True)
-    denominators = batch_denominators(mini.completion_mask_NC)
-    denominators["max_tokens"] = float(plan.max_completion_tokens)
-    learning = rows_with_gradient(tensors, plan, critic is not None)
-    # a skipped row's tokens have zero advantage, so none of them is clipped: count them so
-    skipped_tokens = float(mini.completion_mask_NC.sum()) - float(mini.completion_mask_NC[learning].sum())
-    if skipped_tokens:
-        stats.add("clip_frac", 0.0, skipped_tokens)
-    if len(learning):
-        trained = mini.rows(learning)
-        trained_tensors = tensors.take(learning, trained.completion_mask_NC.shape[1])
-        policy_total, value_total = _accumulate(model, trained, trained_tensors, plan, denominators, stats,
-                                                first_epoch, critic)
-    else:  # a zero gradient still takes an optimizer step (momentum, weight decay), as it would unskipped
-        policy_total, value_total = 0.0, 0.0
-        for parameter in (p for p in model.parameters() if p.requires_grad):
-            parameter.grad = torch.zeros_like(parameter)
-    stats.add("loss", policy_total)
-    if critic is not None:
-        stats.add("value_loss", value_total)
-    stats.add("grad_norm", float(torch.nn.utils.clip_grad_norm_(model.parameters(), plan.max_grad_norm)))
-    optimizer.step()
-    if critic is not None:
-        torch.nn.utils.clip_grad_norm_(critic.parameters(), plan.max_grad_norm)
-        critic_optimizer.step()
+class ActorUpdate:
+    """One step's policy update. Per optimizer step it holds the mini-batch's loss denominators
+    and whether this is the first epoch (when KL and entropy are measured)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, settings: UpdateSettings):
+        self.model, self.optimizer, self.settings = model, optimizer, settings
+        self.stats, self.denominators, self.first_epoch = UpdateStats(), {}, True
+
+    def run(self, batch: Batch, tensors: StepTensors, generator: torch.Generator) -> dict[str, float]:
+        for epoch, mini, mini_tensors in _mini_batches(batch, tensors, self.settings, generator):
+            self.first_epoch = epoch == 0
+            self._optimizer_step(mini, mini_tensors)
+        return self.stats.means()
+
+    def _optimizer_step(self, mini: Batch, tensors: StepTensors) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.denominators = batch_denominators(mini.loss_mask_NC)
+        self.denominators["max_tokens"] = float(self.settings.max_completion_tokens)
+        learning = rows_with_gradient(tensors, self.settings)
+        # a skipped row's tokens have zero advantage, so none of them is clipped: count them so
+        skipped_tokens = float(mini.loss_mask_NC.sum()) - float(mini.loss_mask_NC[learning].sum())
+        if skipped_tokens:
+            self.stats.add("clip_frac", 0.0, skipped_tokens)
+        if len(learning):
+            trained = mini.rows(learning)
+            total = self._accumulate(trained, tensors.take(learning, trained.loss_mask_NC.shape[1]))
+        else:  # a zero gradient still takes an optimizer step (momentum, weight decay), as it would unskipped
+            total = 0.0
+            for parameter in (p for p in self.model.parameters() if p.requires_grad):
+                parameter.grad = torch.zeros_like(parameter)
+        self.stats.add("loss", total)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+        self.stats.add("grad_norm", float(norm))
+        self.optimizer.step()
+
+    def _accumulate(self, mini: Batch, tensors: StepTensors) -> float:
+        """Backward over the mini-batch's micro-batches; the policy loss, the sum of the
+        micro-batches' losses, which is the mini-batch's."""
+        total = 0.0
+        for index in micro_batches(mini, self.settings.micro_batch_tokens):
+            micro = mini.rows(index)
+            loss = self._loss(micro, tensors.take(index, micro.loss_mask_NC.shape[1]))
+            total += float(loss.detach())
+            loss.backward()
+        return total
+
+    def _loss(self, micro: Batch, tensors: StepTensors) -> torch.Tensor:
+        settings, stats, mask = self.settings, self.stats, micro.loss_mask_NC
+        algorithm = settings.algorithm
+        scores = completion_logprobs(self.model, micro, settings.temperature, entropy_grad=settings.entropy_coef > 0)
+        logprobs = scores.logprobs_NC
+        old = logprobs.detach() if settings.on_policy else tensors.old_logprobs
+        loss_NC, loss_stats = POLICY_LOSSES[algorithm.policy_loss](
+            logprobs, old, tensors.advantages, mask, clip_low=algorithm.clip_low, clip_high=algorithm.clip_high
+        )
+        if tensors.importance_weights is not None:
+            loss_NC = loss_NC * tensors.importance_weights
+        tokens = float(mask.sum())
+        if tensors.reference_logprobs is not None:
+            kl_NC = kl_divergence(logprobs, tensors.reference_logprobs, settings.kl_estimator)
+            if settings.kl_coef > 0:
+                loss_NC = loss_NC + settings.kl_coef * kl_NC
+            if self.first_epoch:
+                stats.add("kl", float((kl_NC.detach() * mask).sum()) / max(tokens, 1), tokens)
+        if settings.entropy_coef > 0:
+            loss_NC = loss_NC - settings.entropy_coef * scores.entropy_NC
+        loss = aggregate(loss_NC, mask, algorithm.aggregation, self.denominators)
+        stats.add("clip_frac", loss_stats["clip_frac"], tokens)
+        if self.first_epoch:
+            stats.add("entropy", float((scores.entropy_NC.detach() * mask).sum()) / max(tokens, 1), tokens)
+        return loss
 
 
-def _accumulate(model, mini, tensors, plan, denominators, stats, first_epoch, critic) -> tuple[float, float]:
-    """Backward over the mini-batch's micro-batches; (policy loss, value loss), each the sum of
-    the micro-batches' losses, which is the mini-batch's."""
-    policy_total, value_total = 0.0, 0.0
-    for index in micro_batches(mini, plan.micro_batch_tokens):
-        micro = mini.rows(index)
-        micro_tensors = tensors.take(index, micro.completion_mask_NC.shape[1])
-        loss = _policy_loss(model, micro, micro_tensors, plan, denominators, stats, first_epoch)
-        policy_total += float(loss.detach())
-        if critic is not None:
-            critic_loss = _value_loss(critic, micro, micro_tensors, plan, denominators, stats)
-            value_total += float(critic_loss.detach())
-            loss = loss + plan.value_coef * critic_loss
-        loss.backward()
-    return policy_total, value_total
+class CriticUpdate:
+    """One step's value update, over the actor's epochs and mini-batch sizes (its own order)."""
 
+    def __init__(self, critic: ValueModel, optimizer: torch.optim.Optimizer, settings: UpdateSettings):
+        self.critic, self.optimizer, self.settings = critic, optimizer, settings
+        self.stats = UpdateStats()
 
-def _policy_loss(model, micro: Batch, tensors: StepTensors, plan: UpdatePlan, denominators, stats, first_epoch):
-    mask = micro.completion_mask_NC
-    scores = completion_logprobs(model, micro, plan.temperature, entropy_grad=plan.entropy_coef > 0)
-    logprobs = scores.logprobs_NC
-    old = logprobs.detach() if plan.on_policy else tensors.sampling_logprobs
-    loss_NC, loss_stats = POLICY_LOSSES[plan.policy_loss](
-        logprobs, old, tensors.advantages, mask, clip_low=plan.clip_low, clip_high=plan.clip_high
-    )
-    tokens = float(mask.sum())
-    if tensors.reference_logprobs is not None:
-        kl_NC = kl_divergence(logprobs, tensors.reference_logprobs, plan.kl_estimator)
-        if plan.kl_coef > 0:
-            loss_NC = loss_NC + plan.kl_coef * kl_NC
-        if first_epoch:
-            stats.add("kl", float((kl_NC.detach() * mask).sum()) / max(tokens, 1), tokens)
-    if plan.entropy_coef > 0:
-        loss_NC = loss_NC - plan.entropy_coef * scores.entropy_NC
-    loss = aggregate(loss_NC, mask, plan.aggregation, denominators)
-    stats.add("clip_frac", loss_stats["clip_frac"], tokens)
-    if first_epoch:
-        stats.add("entropy", float((scores.entropy_NC.detach() * mask).sum()) / max(tokens, 1), tokens)
-    return loss
+    def run(self, batch: Batch, tensors: StepTensors, generator: torch.Generator) -> dict[str, float]:
+        for _, mini, mini_tensors in _mini_batches(batch, tensors, self.settings, generator):
+            self.optimizer.zero_grad(set_to_none=True)
+            denominators = batch_denominators(mini.loss_mask_NC)
+            total = 0.0
+            for index in micro_batches(mini, self.settings.micro_batch_tokens):
+                micro = mini.rows(index)
+                loss = self._loss(micro, mini_tensors.take(index, micro.loss_mask_NC.shape[1]), denominators)
+                total += float(loss.detach())
+                (self.settings.value_coef * loss).backward()
+            self.stats.add("value_loss", total)
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.max_grad_norm)
+            self.optimizer.step()
+        return self.stats.means()
 
-
-def _value_loss(critic, micro: Batch, tensors: StepTensors, plan: UpdatePlan, denominators, stats):
-    mask = micro.completion_mask_NC
-    values = critic(micro)
-    loss_NC, value_stats = value_loss(values, tensors.old_values, tensors.returns, mask, clip=plan.value_clip)
-    loss = aggregate(loss_NC, mask, "token_mean", denominators)
-    stats.add("explained_variance", value_stats["explained_variance"], float(mask.sum()))
-    return loss
+    def _loss(self, micro: Batch, tensors: StepTensors, denominators: dict) -> torch.Tensor:
+        mask = micro.loss_mask_NC
+        loss_NC, value_stats = value_loss(self.critic(micro), tensors.old_values, tensors.returns, mask,
+                                          clip=self.settings.value_clip)
+        self.stats.add("explained_variance", value_stats["explained_variance"], float(mask.sum()))
+        return aggregate(loss_NC, mask, "token_mean", denominators)

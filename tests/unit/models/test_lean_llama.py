@@ -74,8 +74,8 @@ def test_generate_samples_the_same_tokens_either_way(name):
     model = MODELS[name]()
     prompts = [p for p in PROMPTS for _ in range(3)]
     params = SamplingParams(16, temperature=1.0)
-    runs = [generate(model, prompts, params, pad_id=0, stop_ids={3, 30, 31, 32}, fast=fast,
-                     generator=torch.Generator().manual_seed(4)) for fast in (True, False)]
+    runs = [generate(model, prompts, params, pad_id=0, stop_ids={3, 30, 31, 32}, lean=lean,
+                     generator=torch.Generator().manual_seed(4)) for lean in (LeanWeights.of(model), None)]
     assert [c.token_ids for c in runs[0]] == [c.token_ids for c in runs[1]]
     assert {c.finish_reason for c in runs[0]} == {"stop", "length"}  # rows left the batch early
     for fast, slow in zip(*runs):

@@ -6,6 +6,7 @@ import torch
 from rftkit.models.tiny import build_tiny
 from rftkit.rollout.hf import SamplingParams, generate, stop_token_ids
 from rftkit.train.logprobs import completion_logprobs, pack
+from rftkit.types import Trajectory, Turn
 
 MODEL, TOKENIZER = build_tiny("tiny", seed=1)
 
@@ -19,7 +20,12 @@ def sampled_batch(temperature=0.8):
     repeated = [p for p in prompts for _ in range(3)]
     completions = generate(MODEL, repeated, SamplingParams(12, temperature), pad_id=TOKENIZER.pad_token_id,
                            stop_ids=stop_token_ids(MODEL, TOKENIZER), generator=torch.Generator().manual_seed(0))
-    batch = pack(repeated, [c.token_ids for c in completions], TOKENIZER.pad_token_id, torch.device("cpu"))
+    trajectories = [Trajectory.single_turn(p, c.token_ids, c.logprobs, c.finish_reason)
+                    for p, c in zip(repeated, completions)]
+    batch, sampled = pack(trajectories, [row // 3 for row in range(len(repeated))], TOKENIZER.pad_token_id,
+                          torch.device("cpu"))
+    assert torch.equal(sampled, torch.nn.utils.rnn.pad_sequence([torch.tensor(c.logprobs) for c in completions],
+                                                                batch_first=True))
     return batch, completions
 
 
@@ -98,3 +104,16 @@ def test_chunks_of_rows_give_the_same_logprobs_and_gradients():
         torch.testing.assert_close(entropy, results[0][1], rtol=0, atol=1e-6)
         for a, b in zip(grads, results[0][2]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_pack_lays_out_inserted_tokens_with_loss_mask_zero():
+    """A two-turn trajectory: the tokens a tool put in are read by the model, never trained on."""
+    tool = Trajectory((5, 6), (7, 8, 9, 10), (-0.5, 0.0, 0.0, -0.25), (1, 0, 0, 1),
+                      (Turn("assistant", 0, 1), Turn("tool", 1, 3), Turn("assistant", 3, 4)), "stop", "completed")
+    plain = Trajectory.single_turn((4,), (11,), (-1.0,), "length")
+    batch, sampled = pack([tool, plain], [0, 1], pad_id=0, device=torch.device("cpu"))
+    assert batch.input_ids_NT.tolist() == [[5, 6, 7, 8, 9, 10], [0, 4, 11, 0, 0, 0]]
+    assert batch.completion_mask_NC.tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
+    assert batch.loss_mask_NC.tolist() == [[1, 0, 0, 1], [1, 0, 0, 0]]
+    assert batch.group_N.tolist() == [0, 1]
+    assert sampled.tolist() == [[-0.5, 0.0, 0.0, -0.25], [-1.0, 0.0, 0.0, 0.0]]

@@ -5,13 +5,14 @@ from typing import Literal
 import pytest
 import torch
 
-from rftkit.config import LoraOptions, parse_job, resolve_reinforcement
+from rftkit.config import LoraOptions, parse_job
 from rftkit.graders import build_grader
 from rftkit.graders.base import REGISTRY, Grader, GraderSpec, register
 from rftkit.models.load import wrap_lora
 from rftkit.models.tiny import build_tiny
 from rftkit.train.critic import ValueModel
-from rftkit.train.rl import RLSettings, RLTrainer
+from rftkit.resolved import resolve_reinforcement
+from rftkit.train.rl import RLTrainer
 from rftkit.types import Example
 
 
@@ -56,7 +57,7 @@ def make_trainer(algorithm="grpo", grader="test_sevens", steps=12, lora=False, *
     critic = ValueModel.from_policy(model) if algorithm == "ppo" else None
     if lora:
         model = wrap_lora(model, LoraOptions(enabled=True, r=8, alpha=16))
-    settings = RLSettings.from_spec(spec, resolve_reinforcement(spec, len(EXAMPLES)))
+    settings = resolve_reinforcement(spec, len(EXAMPLES))
     return RLTrainer(model, tokenizer, build_grader({"type": grader}), EXAMPLES, settings, critic=critic)
 
 
@@ -158,7 +159,7 @@ def test_micro_batches_and_one_batch_give_the_same_update():
 
 def test_several_mini_batches_use_sampling_logprobs_as_old():
     trainer = make_trainer(steps=1, update={"mini_batches": 2, "epochs": 2})
-    assert not trainer.plan.on_policy
+    assert not trainer.settings.update.on_policy
     metrics = trainer.step().metrics
     assert 0.0 <= metrics["clip_frac"] <= 1.0
 
@@ -170,7 +171,7 @@ def test_rows_without_gradient_are_skipped_without_changing_the_update(monkeypat
     import rftkit.train.update as update_module
 
     skipping, computing = make_trainer(steps=1, update=update), make_trainer(steps=1, update=update)
-    everything = lambda tensors, plan, has_critic: torch.arange(tensors.advantages.shape[0])  # noqa: E731
+    everything = lambda tensors, settings: torch.arange(tensors.advantages.shape[0])  # noqa: E731
     trained = {"skipping": 0, "computing": 0}  # rows computed, over every mini-batch and epoch
     original = update_module.rows_with_gradient
     for name, trainer, select in (("skipping", skipping, original), ("computing", computing, everything)):
@@ -195,11 +196,44 @@ def test_every_row_is_computed_when_kl_or_entropy_reads_it():
     from rftkit.train.update import StepTensors, rows_with_gradient
 
     advantages = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, -2.0]])
-    tensors = StepTensors(advantages=advantages, sampling_logprobs=torch.zeros(4, 2))
-    plan = make_trainer(steps=1).plan
-    assert rows_with_gradient(tensors, plan, has_critic=False).tolist() == [1, 3]
-    assert rows_with_gradient(tensors, plan, has_critic=True).tolist() == [0, 1, 2, 3]
-    with_kl = StepTensors(advantages=advantages, sampling_logprobs=torch.zeros(4, 2), reference_logprobs=torch.zeros(4, 2))
-    assert rows_with_gradient(with_kl, plan, has_critic=False).tolist() == [0, 1, 2, 3]
-    entropy = make_trainer(steps=1, loss={"entropy_coef": 0.01}).plan
-    assert rows_with_gradient(tensors, entropy, has_critic=False).tolist() == [0, 1, 2, 3]
+    tensors = StepTensors(advantages=advantages, old_logprobs=torch.zeros(4, 2))
+    settings = make_trainer(steps=1).settings.update
+    assert rows_with_gradient(tensors, settings).tolist() == [1, 3]
+    with_kl = StepTensors(advantages=advantages, old_logprobs=torch.zeros(4, 2), reference_logprobs=torch.zeros(4, 2))
+    assert rows_with_gradient(with_kl, settings).tolist() == [0, 1, 2, 3]
+    entropy = make_trainer(steps=1, loss={"entropy_coef": 0.01}).settings.update
+    assert rows_with_gradient(tensors, entropy).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["token", "sequence"])
+def test_a_corrected_step_on_an_exact_engine_matches_the_uncorrected_one(mode):
+    """hf samples with the trainer's own log-probs, so every ratio is 1 (to float error), and
+    forcing the correction on changes the update by no more than that error."""
+    plain, corrected = make_trainer(steps=1), make_trainer(steps=1, rollout_correction={"mode": mode})
+    assert plain.correction is None and corrected.correction == mode
+    for trainer in (plain, corrected):
+        trainer.optimizer = torch.optim.SGD([p for p in trainer.model.parameters() if p.requires_grad], lr=1.0)
+        trainer.metrics = trainer.step().metrics
+    assert corrected.metrics["is_ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+    assert corrected.metrics["is_capped_frac"] == 0.0
+    assert "time_old_log_prob" in corrected.metrics and "is_ratio_mean" not in plain.metrics
+    for a, b in zip(params_of(plain.model), params_of(corrected.model)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_failing_engine_leaves_nothing_of_the_step_applied(tmp_path):
+    """A rollout server that does not answer: the step raises, and the data order, the sampling
+    RNG, the step count and the weights are as before it, so that a resumed run repeats it exactly."""
+    from rftkit.config import EngineOptions
+    from rftkit.rollout.engine import EngineContext, EngineUnavailable, build_engine
+
+    trainer = make_trainer(steps=2)
+    trainer.step()
+    options = EngineOptions(base_url="http://127.0.0.1:9/v1", model="tiny", max_retries=0)
+    trainer.engine = build_engine("openai", EngineContext(trainer.model, trainer.tokenizer, None, options, tmp_path))
+    position, generator, weights = trainer.order.position, trainer.generator.get_state(), params_of(trainer.model)
+    with pytest.raises(EngineUnavailable, match="did not answer after 1 tries"):
+        trainer.step()
+    assert trainer.step_count == 1 and trainer.order.position == position
+    assert torch.equal(trainer.generator.get_state(), generator)
+    assert all(torch.equal(a, b) for a, b in zip(weights, params_of(trainer.model)))

@@ -5,6 +5,7 @@ from rftkit.config import Optimizer
 from rftkit.data.validate import load_examples
 from rftkit.eval.exact_match import exact_match
 from rftkit.models.tiny import build_tiny
+from rftkit.rollout import local_engine
 from rftkit.train.order import DataOrder
 from rftkit.train.sft import IGNORE, SFTSettings, SupervisedPair, collate, completion_loss, run_sft
 from rftkit.types import Example
@@ -47,12 +48,13 @@ def test_sft_raises_held_out_exact_match():
     order = torch.randperm(100, generator=generator).tolist()
     train, held_out = [rows[i] for i in order[:80]], [rows[i] for i in order[80:]]
     model, tokenizer = build_tiny("tiny", seed=0)
-    before = exact_match(model, tokenizer, held_out, max_new_tokens=4)
+    engine = local_engine(model, tokenizer)
+    before = exact_match(engine, tokenizer, held_out, max_new_tokens=4)
     settings = SFTSettings(total_steps=250, batch_size=32, learning_rate=3e-3, seed=0,
                            optimizer=Optimizer(warmup_steps=20, schedule="cosine"), max_completion_tokens=4)
     start = [p.detach().clone() for p in model.parameters()]
     history = run_sft(model, tokenizer, train, held_out, settings)
-    after = exact_match(model, tokenizer, held_out, max_new_tokens=4)
+    after = exact_match(engine, tokenizer, held_out, max_new_tokens=4)
     assert before.accuracy == 0.0
     assert after.accuracy >= 0.5, after.predictions
     assert history[-1]["valid_loss"] < history[0]["train_loss"]
