@@ -165,3 +165,15 @@ def test_auto_pause_stops_with_a_checkpoint_and_an_event(tmp_path, tiny_dir):
     assert (tmp_path / "run" / "checkpoint-2").exists()
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     assert any("auto-pause: KL" in e["message"] for e in events)
+
+
+def test_an_unreachable_rollout_server_fails_the_job_with_a_resumable_checkpoint(tmp_path, tiny_dir):
+    job = write_job(tmp_path, tiny_dir, steps=2, engine="openai",
+                    engine_options={"base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "backoff_s": 0.01})
+    result = run_cli("train", job, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "rollout engine failed at step 0" in result.stderr and "continue with --resume" in result.stderr
+    assert (tmp_path / "run" / "checkpoint-0").is_dir()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    again = run_cli("train", job, "--out", tmp_path / "run", "--resume")  # the server is still down
+    assert again.returncode == 2 and "rollout engine failed at step 0" in again.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from rftkit.api import errors
+from rftkit.api.completions import Adapters
 from rftkit.jobs.db import database_url, open_engine
 from rftkit.jobs.store import Store
 from rftkit.jobs.supervisor import Supervisor
@@ -34,6 +35,7 @@ class Service:
     store: Store
     supervisor: Supervisor
     serving: ServingClient
+    adapters: Adapters = field(default_factory=Adapters)
 
     @property
     def data_dir(self) -> Path:
@@ -51,7 +53,7 @@ def build_service(settings: ServiceSettings) -> Service:
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    from rftkit.api import dashboard, feedback, files, graders, jobs, models
+    from rftkit.api import completions, dashboard, feedback, files, graders, jobs, models
 
     service = build_service(settings)
 
@@ -65,6 +67,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(title="rftkit", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.service = service
     errors.install(app)
-    for module in (files, jobs, graders, models, feedback, dashboard):
+    for module in (files, jobs, graders, models, completions, feedback, dashboard):
         app.include_router(module.router)
     return app

@@ -13,11 +13,12 @@ from fastapi.responses import StreamingResponse
 
 from rftkit.api import stream
 from rftkit.api.auth import project
+from rftkit.api.completions import served_model
 from rftkit.api.errors import error_response
 from rftkit.api.shapes import model_object
 from rftkit.errors import RftkitError
 from rftkit.jobs import runs
-from rftkit.jobs.models import checkpoint_name, local_models, resolve_model
+from rftkit.jobs.models import checkpoint_name, local_models
 from rftkit.jobs.models import delete_model as remove_model
 from rftkit.jobs.store import NotFound
 from rftkit.serving.client import WorkerFailed
@@ -83,20 +84,47 @@ def _messages(messages: Any) -> list[dict]:
     return clean
 
 
-def _sampling(body: dict) -> dict:
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 64
+def _number(body: dict, key: str, default: float, low: float, high: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RftkitError(f"{key}: a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def sampling(body: dict, default_max_tokens: int = 64) -> dict:
+    """The sampling settings of a chat or completions body, checked."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
     n = body.get("n") or 1
-    if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 16:
-        raise RftkitError("max_tokens must be 1..4096 and n 1..16")
-    temperature = body.get("temperature")
-    return {"max_tokens": limit, "n": n, "temperature": 1.0 if temperature is None else float(temperature),
-            "top_p": float(body.get("top_p") or 1.0), "seed": body.get("seed")}
+    if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 64:
+        raise RftkitError("max_tokens must be 1..4096 and n 1..64")
+    top_k = body.get("top_k") or 0
+    if not isinstance(top_k, int) or top_k < -1:
+        raise RftkitError("top_k: a whole number, 0 or -1 for every token")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RftkitError("seed: an integer")
+    return {"max_tokens": limit, "n": n, "temperature": _number(body, "temperature", 1.0, 0.0, 2.0),
+            "top_p": _number(body, "top_p", 1.0, 1e-9, 1.0) if body.get("top_p") else 1.0,
+            "top_k": max(top_k, 0), "seed": seed}
 
 
 def _worker_request(service, owner: str, body: dict, stream: bool) -> dict:
     """What the inference worker is asked; checks the body and resolves the model first."""
-    return {"model_path": str(resolve_model(service.store, owner, str(body.get("model") or ""), service.data_dir)),
-            "messages": _messages(body.get("messages")), **_sampling(body), "stream": stream}
+    if body.get("top_logprobs"):
+        raise RftkitError("top_logprobs: alternatives are not computed; logprobs: true gives the sampled tokens'")
+    if body.get("logprobs") and stream:
+        raise RftkitError("logprobs: not with stream: true")
+    return {"model_path": served_model(service, owner, str(body.get("model") or "")),
+            "messages": _messages(body.get("messages")), **sampling(body), "stream": stream}
+
+
+def _logprobs(choice: dict) -> dict:
+    """OpenAI's chat `logprobs` of one choice: each sampled token, its log-prob and its UTF-8 bytes."""
+    content = [{"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8")), "top_logprobs": []}
+               for token, logprob in zip(choice["tokens"], choice["logprobs"])]
+    return {"content": content, "refusal": None}
 
 
 def _head(body: dict) -> dict:
@@ -106,7 +134,8 @@ def _head(body: dict) -> dict:
 def _complete(service, owner: str, body: dict) -> dict:
     reply = service.serving.complete(_worker_request(service, owner, body, stream=False))
     choices = [{"index": i, "message": {"role": "assistant", "content": c["text"], "refusal": None},
-                "finish_reason": c["finish_reason"], "logprobs": None} for i, c in enumerate(reply["choices"])]
+                "finish_reason": c["finish_reason"], "logprobs": _logprobs(c) if body.get("logprobs") else None}
+               for i, c in enumerate(reply["choices"])]
     return {**_head(body), "object": "chat.completion", "choices": choices, "usage": stream.usage(reply),
             "system_fingerprint": None}
 

@@ -1,7 +1,11 @@
-"""`python -m rftkit.serving.worker`: answer chat requests, one JSON line in, one out.
+"""`python -m rftkit.serving.worker`: answer sampling requests, one JSON line in, one out.
 
-A request with `"stream": true` is answered by `{"delta": {"index", "content"}}` lines as the
-tokens are sampled, then the same final line. Replies go to the process's original stdout;
+A request names a model and either chat `messages` (rendered with the model's chat template)
+or `prompts`, lists of token ids (for `/v1/completions`); each prompt is sampled `n` times
+through the same engine training uses. The reply holds, per choice, the text, the sampled
+token ids and their log-probs, and the finish reason. A request with `"stream": true` is
+answered by `{"delta": {"index", "content"}}` lines as the tokens are sampled, then the same
+final line. Replies go to the process's original stdout;
 anything libraries print is sent to stderr so it cannot corrupt the protocol. The two most
 recently used models stay loaded.
 """
@@ -65,36 +69,53 @@ class TextStream:
         return final[len(self.sent[row]):] if final.startswith(self.sent[row]) else ""
 
 
+def _prompts(tokenizer, request: dict) -> list[list[int]]:
+    from rftkit.data.chat import render_prompt
+
+    if request.get("texts") is not None:
+        return [tokenizer(text)["input_ids"] for text in request["texts"]]
+    if request.get("prompts") is not None:
+        vocabulary = len(tokenizer)
+        for index, prompt in enumerate(request["prompts"]):
+            if not prompt or any(not 0 <= token < vocabulary for token in prompt):
+                raise RftkitError(f"prompt[{index}]: token ids must be 0..{vocabulary - 1}, and at least one")
+        return [list(p) for p in request["prompts"]]
+    text = render_prompt(tokenizer, request["messages"], request.get("tools"))
+    return [tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+
 def answer(models: Models, request: dict, emit: Callable[[dict], None] | None = None) -> dict:
     import torch
 
-    from rftkit.data.chat import render_prompt
-    from rftkit.rollout.hf import SamplingParams, decode, generate, stop_token_ids
+    from rftkit.rollout.engine import local_engine
+    from rftkit.rollout.hf import decode
+    from rftkit.types import SamplingParams
 
     model, tokenizer = models.get(request["model_path"])
-    text = render_prompt(tokenizer, request["messages"], request.get("tools"))
-    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompts = _prompts(tokenizer, request)
     params = SamplingParams(int(request.get("max_tokens") or 64), float(request.get("temperature", 1.0)),
-                            float(request.get("top_p", 1.0)))
-    device = next(model.parameters()).device
+                            float(request.get("top_p", 1.0)), int(request.get("top_k") or 0))
     generator = None
-    if request.get("seed") is not None:
-        generator = torch.Generator(device=device).manual_seed(int(request["seed"]))
-    n, stops = int(request.get("n") or 1), stop_token_ids(model, tokenizer)
-    stream = TextStream(tokenizer, n, stops) if request.get("stream") and emit else None
+    if request.get("seed") is not None:  # on the CPU whatever the device: one seed, the same draws
+        generator = torch.Generator().manual_seed(int(request["seed"]))
+    engine, n = local_engine(model, tokenizer), int(request.get("n") or 1)
+    stream = TextStream(tokenizer, n * len(prompts), engine.stop_ids) if request.get("stream") and emit else None
 
     def on_tokens(rows: list[int], tokens: list[int]) -> None:
         for row, piece in stream.add(rows, tokens):
             emit({"delta": {"index": row, "content": piece}})
 
-    completions = generate(model, [prompt] * n, params, pad_id=tokenizer.pad_token_id, stop_ids=stops,
-                           generator=generator, on_tokens=on_tokens if stream else None)
-    texts = [decode(tokenizer, c) for c in completions]
+    completions = [c for drawn in engine.generate(prompts, params, n=n, generator=generator,
+                                                  on_tokens=on_tokens if stream else None) for c in drawn]
+    texts = [decode(tokenizer, c.token_ids) for c in completions]
     for row, final in enumerate(texts if stream else []):
         if rest := stream.rest(row, final):
             emit({"delta": {"index": row, "content": rest}})
-    return {"choices": [{"text": t, "finish_reason": c.finish_reason} for t, c in zip(texts, completions)],
-            "prompt_tokens": len(prompt), "completion_tokens": sum(len(c.token_ids) for c in completions)}
+    choices = [{"text": t, "finish_reason": c.finish_reason, "token_ids": c.token_ids, "logprobs": c.logprobs,
+                "tokens": [tokenizer.decode([token]) for token in c.token_ids]}
+               for t, c in zip(texts, completions)]
+    return {"choices": choices, "prompt_ids": prompts, "prompt_tokens": sum(len(p) for p in prompts),
+            "completion_tokens": sum(len(c.token_ids) for c in completions)}
 
 
 def main() -> None:

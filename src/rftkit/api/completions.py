@@ -1,0 +1,170 @@
+"""/v1/completions (token ids in, token ids and log-probs out) and vLLM's runtime adapter routes.
+
+`POST /v1/completions` is OpenAI's legacy completions route with the vLLM extensions that RL
+trainers rely on, so that `rftkit serve` can be the rollout server of a job (engine `openai`):
+
+- `prompt` may be a string, a list of strings, a list of token ids or a list of such lists;
+- `logprobs: 0` returns each sampled token's log-probability (under the temperature-scaled
+  distribution, as rftkit trains on it); alternatives (`logprobs` > 0) are not computed;
+- `return_token_ids: true` adds each choice's sampled `token_ids` (and `prompt_token_ids`);
+  `return_tokens_as_token_ids: true` writes tokens as `token_id:N`.
+
+Choices come prompt-major: prompt i's sample j has index i * n + j.
+
+`POST /v1/load_lora_adapter` {lora_name, lora_path} serves a model directory under a name for
+the caller's project: a PEFT adapter, as in vLLM, or (rftkit's addition) a whole model, so that
+a full fine-tune's weights reach the server each step. `POST /v1/unload_lora_adapter`
+{lora_name} forgets it. Names live in the server's memory, as in vLLM.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from rftkit.api.auth import project
+from rftkit.api.errors import error_response
+from rftkit.errors import RftkitError
+from rftkit.jobs.models import resolve_model
+from rftkit.jobs.store import NotFound
+from rftkit.serving.client import WorkerFailed
+
+router = APIRouter(prefix="/v1")
+
+MAX_PROMPTS = 256
+
+
+class Adapters:
+    """Model directories loaded at run time, by (project, name)."""
+
+    def __init__(self):
+        self._paths: dict[tuple[str, str], Path] = {}
+        self._lock = threading.Lock()
+
+    def load(self, owner: str, name: str, path: Path) -> None:
+        with self._lock:
+            self._paths[(owner, name)] = path
+
+    def unload(self, owner: str, name: str) -> bool:
+        with self._lock:
+            return self._paths.pop((owner, name), None) is not None
+
+    def get(self, owner: str, name: str) -> Path | None:
+        with self._lock:
+            return self._paths.get((owner, name))
+
+
+def served_model(service, owner: str, name: str) -> str:
+    """The directory (or hub name) behind a model name: a loaded adapter first, then the models
+    the service knows (`jobs.models.resolve_model`)."""
+    loaded = service.adapters.get(owner, name)
+    if loaded is not None:
+        if not loaded.is_dir():
+            raise NotFound(f"model {name!r}: its folder is gone", fix="load it again with /v1/load_lora_adapter")
+        return str(loaded)
+    return str(resolve_model(service.store, owner, name, service.data_dir))
+
+
+def _name(body: dict) -> str:
+    name = body.get("lora_name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise RftkitError("lora_name: a non-empty name (at most 256 characters)")
+    return name
+
+
+@router.post("/load_lora_adapter", response_class=PlainTextResponse)
+def load_lora_adapter(request: Request, body: dict = Body(...), owner: str = Depends(project)) -> str:
+    name, path = _name(body), body.get("lora_path")
+    if not isinstance(path, str) or not Path(path).is_absolute() or ".." in Path(path).parts:
+        raise RftkitError("lora_path: an absolute path on the server, without '..'")
+    folder = Path(path)
+    if not ((folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()):
+        raise RftkitError(f"lora_path: {path} holds no adapter_config.json or config.json",
+                          fix="save the adapter or model there with save_pretrained first")
+    request.app.state.service.adapters.load(owner, name, folder.resolve())
+    return f"Success: LoRA adapter '{name}' added successfully."
+
+
+@router.post("/unload_lora_adapter", response_class=PlainTextResponse)
+def unload_lora_adapter(request: Request, body: dict = Body(...), owner: str = Depends(project)) -> str:
+    name = _name(body)
+    if not request.app.state.service.adapters.unload(owner, name):
+        raise NotFound(f"no adapter {name!r} is loaded")
+    return f"Success: LoRA adapter '{name}' removed successfully."
+
+
+def _prompts(prompt: Any) -> dict:
+    """{"prompts": [[ids]]} or {"texts": [str]} from the body's `prompt`."""
+    if isinstance(prompt, str):
+        return {"texts": [prompt]}
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return {"texts": prompt}
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return {"prompts": [prompt]}
+    if (isinstance(prompt, list) and prompt and all(isinstance(p, list) and p for p in prompt)
+            and all(isinstance(t, int) and not isinstance(t, bool) for p in prompt for t in p)):
+        return {"prompts": prompt}
+    raise RftkitError("prompt: a string, a list of strings, a list of token ids, or a list of token-id lists")
+
+
+def _request(service, owner: str, body: dict) -> dict:
+    from rftkit.api.models import sampling
+
+    prompts = _prompts(body.get("prompt"))
+    if len(prompts.get("prompts") or prompts.get("texts")) > MAX_PROMPTS:
+        raise RftkitError(f"prompt: at most {MAX_PROMPTS} prompts per request")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and (not isinstance(logprobs, int) or logprobs != 0):
+        raise RftkitError("logprobs: only 0 (the sampled token's log-prob) is supported; alternatives are not computed")
+    if body.get("echo") or body.get("suffix") or body.get("stop") or (body.get("best_of") or 1) != 1:
+        raise RftkitError("echo, suffix, stop and best_of are not supported")
+    return {"model_path": served_model(service, owner, str(body.get("model") or "")), **prompts,
+            **sampling(body, default_max_tokens=16)}
+
+
+def _choice(index: int, choice: dict, body: dict) -> dict:
+    out: dict[str, Any] = {"index": index, "text": choice["text"], "finish_reason": choice["finish_reason"],
+                           "logprobs": None}
+    if body.get("logprobs") is not None:
+        as_ids = bool(body.get("return_tokens_as_token_ids"))
+        tokens = [f"token_id:{t}" for t in choice["token_ids"]] if as_ids else choice["tokens"]
+        offsets, at = [], 0
+        for token in choice["tokens"]:
+            offsets.append(at)
+            at += len(token)
+        out["logprobs"] = {"tokens": tokens, "token_logprobs": choice["logprobs"],
+                           "top_logprobs": [{} for _ in tokens], "text_offset": offsets}
+    if body.get("return_token_ids"):
+        out["token_ids"] = choice["token_ids"]
+    return out
+
+
+def _complete(service, owner: str, body: dict) -> dict:
+    request = _request(service, owner, body)
+    reply = service.serving.complete(request)
+    choices = [_choice(i, c, body) for i, c in enumerate(reply["choices"])]
+    if body.get("return_token_ids") and reply.get("prompt_ids"):
+        n = request["n"]
+        for i, choice in enumerate(choices):
+            choice["prompt_token_ids"] = reply["prompt_ids"][i // n]
+    usage = {"prompt_tokens": reply["prompt_tokens"], "completion_tokens": reply["completion_tokens"],
+             "total_tokens": reply["prompt_tokens"] + reply["completion_tokens"]}
+    return {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
+            "model": str(body.get("model")), "choices": choices, "usage": usage, "system_fingerprint": None}
+
+
+@router.post("/completions")
+async def completions(request: Request, body: dict = Body(...), owner: str = Depends(project)):
+    if body.get("stream"):
+        raise RftkitError("stream: /v1/completions answers whole; use /v1/chat/completions to stream")
+    try:
+        return await run_in_threadpool(_complete, request.app.state.service, owner, body)
+    except WorkerFailed as err:
+        return error_response(500, str(err), "server_error")
