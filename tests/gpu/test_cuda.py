@@ -1,0 +1,153 @@
+"""The GPU paths: sampling, a training step and the vLLM engine on CUDA.
+
+Every test here skips without a CUDA GPU (CI has none); run them where one is:
+
+    python -m pytest -q tests/gpu          # vLLM's tests also need `pip install 'rftkit[vllm]'`
+
+What they pin down: a CPU `torch.Generator` drives sampling on a CUDA model (uniforms are drawn
+on the CPU, so one seed gives the same draws on every device); rewards built on the CPU meet the
+CUDA masks of the batch; a bf16 model trains in bf16 with fp32 log-probs; the lean forward and
+the model's own agree on CUDA; vLLM samples, takes new weights every step, and its log-probs
+agree with the trainer's closely enough for the importance correction to stay near 1.
+"""
+
+import importlib.util
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CUDA = torch.device("cuda")
+
+
+def tiny_on(device, dtype=torch.float32, seed=0):
+    from rftkit.models.tiny import build_tiny
+
+    model, tokenizer = build_tiny("tiny", seed=seed)
+    return model.to(device=device, dtype=dtype), tokenizer
+
+
+def prompts(tokenizer):
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("12+30=", "7+8=", "123+456=")]
+
+
+@pytest.mark.parametrize("name", ["hf", "lean"])
+def test_sampling_on_cuda_with_a_cpu_generator_is_reproducible(name):
+    from rftkit.rollout import local_engine
+    from rftkit.types import SamplingParams
+
+    model, tokenizer = tiny_on(CUDA)
+    engine = local_engine(model, tokenizer, name)
+    runs = [engine.generate(prompts(tokenizer), SamplingParams(16), n=4, generator=torch.Generator().manual_seed(3))
+            for _ in range(2)]
+    assert [[c.token_ids for c in g] for g in runs[0]] == [[c.token_ids for c in g] for g in runs[1]]
+
+
+def test_hf_and_lean_agree_on_cuda():
+    from rftkit.rollout import local_engine
+    from rftkit.types import SamplingParams
+
+    model, tokenizer = tiny_on(CUDA)
+    greedy = SamplingParams(16, temperature=0.0)
+    hf, lean = (local_engine(model, tokenizer, name).generate(prompts(tokenizer), greedy) for name in ("hf", "lean"))
+    for (a,), (b,) in zip(hf, lean):
+        assert a.token_ids == b.token_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_training_step_on_cuda(dtype):
+    from rftkit.config import parse_job
+    from rftkit.graders import build_grader
+    from rftkit.resolved import resolve_reinforcement
+    from rftkit.train.rl import RLTrainer
+    from rftkit.types import Example
+
+    grader = {"type": "string_check", "name": "a seven", "input": "{{ sample.output_text }}", "reference": "7",
+              "operation": "like"}
+    spec = parse_job({"model": "unused", "training_file": "unused", "seed": 0, "method": {
+        "type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"batch_size": 4}}},
+        "rftkit": {"group_size": 8, "learning_rate": 1e-3, "max_steps": 2, "kl": {"coef": 0.05},
+                   "lengths": {"max_completion_tokens": 8}}})
+    examples = [Example([{"role": "user", "content": f"q{i}"}], {}) for i in range(8)]
+    model, tokenizer = tiny_on(CUDA, dtype)
+    trainer = RLTrainer(model, tokenizer, build_grader(grader), examples, resolve_reinforcement(spec, len(examples)))
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(2):
+        metrics = trainer.step().metrics
+    assert torch.isfinite(torch.tensor(metrics["loss"])) and metrics["kl"] >= 0
+    assert next(model.parameters()).dtype == dtype
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_sampling_logprobs_match_the_trainer_on_cuda():
+    from rftkit.rollout import local_engine
+    from rftkit.train.logprobs import completion_logprobs, pack
+    from rftkit.types import SamplingParams, Trajectory
+
+    model, tokenizer = tiny_on(CUDA)
+    drawn = local_engine(model, tokenizer, "hf").generate(prompts(tokenizer), SamplingParams(12, 0.8), n=2,
+                                                          generator=torch.Generator().manual_seed(0))
+    trajectories = [Trajectory.single_turn(p, c.token_ids, c.logprobs, c.finish_reason)
+                    for p, group in zip(prompts(tokenizer), drawn) for c in group]
+    batch, sampled = pack(trajectories, [i // 2 for i in range(len(trajectories))], tokenizer.pad_token_id, CUDA)
+    with torch.no_grad():
+        recomputed = completion_logprobs(model, batch, 0.8).logprobs_NC
+    torch.testing.assert_close(recomputed, sampled, atol=1e-3, rtol=0)
+
+
+needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs `pip install 'rftkit[vllm]'`")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from rftkit.models.load import save_policy
+    from rftkit.models.tiny import build_tiny
+
+    model, tokenizer = build_tiny("tiny", seed=0)
+    return save_policy(model, tokenizer, tmp_path_factory.mktemp("tiny"))
+
+
+@needs_vllm
+@pytest.mark.parametrize("lora", [False, True])
+def test_vllm_samples_follows_the_trainers_weights_and_agrees_on_logprobs(tiny_model_dir, tmp_path, lora):
+    from rftkit.config import EngineOptions, LoraOptions
+    from rftkit.models.load import load_policy, wrap_lora
+    from rftkit.rollout.engine import EngineContext, build_engine
+    from rftkit.train.logprobs import completion_logprobs, pack
+    from rftkit.types import SamplingParams, Trajectory
+
+    model, tokenizer = load_policy(str(tiny_model_dir), "cuda")
+    options = LoraOptions(enabled=lora, r=8, alpha=16)
+    if lora:
+        model = wrap_lora(model, options)
+    engine = build_engine("vllm", EngineContext(model, tokenizer, str(tiny_model_dir),
+                                                EngineOptions(gpu_memory_utilization=0.2, max_model_len=256),
+                                                tmp_path, options))
+    try:
+        engine.update_weights(model, 0)
+        params = SamplingParams(12, temperature=1.0)
+        drawn = engine.generate(prompts(tokenizer), params, n=4, generator=torch.Generator().manual_seed(0))
+        assert [len(g) for g in drawn] == [4, 4, 4] and all(c.policy_version == 0 for g in drawn for c in g)
+        trajectories = [Trajectory.single_turn(p, c.token_ids, c.logprobs, c.finish_reason)
+                        for p, group in zip(prompts(tokenizer), drawn) for c in group]
+        batch, sampled = pack(trajectories, [i // 4 for i in range(12)], tokenizer.pad_token_id, CUDA)
+        with torch.no_grad():
+            recomputed = completion_logprobs(model, batch, 1.0).logprobs_NC
+        mask = batch.loss_mask_NC.bool()
+        assert (recomputed - sampled)[mask].abs().mean() < 0.05  # the importance ratio stays near 1
+        with torch.no_grad():  # new weights: greedy answers must follow them
+            for name, parameter in model.named_parameters():
+                if parameter.requires_grad and ("lora_B" in name or not lora):
+                    parameter.add_(torch.randn_like(parameter) * 0.5)
+        greedy = SamplingParams(8, temperature=0.0)
+        before = engine.generate(prompts(tokenizer), greedy)
+        engine.update_weights(model, 1)
+        after = engine.generate(prompts(tokenizer), greedy)
+        expected = build_engine("hf", EngineContext(model, tokenizer)).generate(prompts(tokenizer), greedy)
+        assert [g[0].token_ids for g in after] == [g[0].token_ids for g in expected]
+        assert [g[0].token_ids for g in before] != [g[0].token_ids for g in after]
+        assert all(g[0].policy_version == 1 for g in after)
+    finally:
+        engine.close()
