@@ -131,7 +131,7 @@ def test_a_job_trains_through_the_server_survives_its_death_and_resumes(addition
     key = create_key(data)
     server = Server(data, workers=0, env={"OMP_NUM_THREADS": "2"}).start()
     body = addition_job(str(base), folder / "data", steps=60, seed=0)
-    body["method"]["reinforcement"]["hyperparameters"].update(batch_size=16, eval_interval=10)
+    body["method"]["reinforcement"]["hyperparameters"].update(batch_size=16, n_epochs=3, eval_interval=10)
     body["rftkit"].update(
         engine="openai", eval={"k": 4}, checkpoints={"interval": 5, "keep_last": 1, "keep_best": 0},
         engine_options={"base_url": f"{server.url}/v1", "api_key_env": "ROLLOUT_KEY", "timeout_s": 60,
