@@ -125,9 +125,17 @@ def _auto_epochs(rows: int, batch_size: int, target_steps: int, floor: int, ceil
     return max(floor, min(ceiling, math.ceil(target_steps / steps_per_epoch)))
 
 
-def _check_rows(rows: int) -> None:
+def _plan(hp, opts: RftkitOptions, rows: int, *, batch: int, epochs: tuple[int, int]) -> tuple[int, int, int]:
+    """(batch size, epochs, total steps) from the hyperparameters `hp` (batch_size, n_epochs may be
+    "auto": at most `batch` rows a step; enough epochs for about auto_steps steps, within `epochs`)."""
     if rows < 1:
         raise RftkitError("the training file has no usable rows", fix="run `rftkit data validate` on it")
+    batch_size = min(_pick(hp.batch_size, min(batch, rows)), rows)
+    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, *epochs))
+    total = n_epochs * math.ceil(rows / batch_size)
+    if opts.max_steps is not None:
+        total = min(total, opts.max_steps)
+    return batch_size, n_epochs, total
 
 
 def resolve_algorithm(options: RftkitOptions) -> ResolvedAlgorithm:
@@ -170,17 +178,12 @@ def sampling_params(opts: RftkitOptions) -> SamplingParams:
 
 def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
     """Concrete settings for a reinforcement job over `rows` training prompts."""
-    _check_rows(rows)
     hp = spec.method.reinforcement.hyperparameters
     opts = spec.rftkit
     if opts.sampling.temperature <= 0:
         raise RftkitError("rftkit.sampling.temperature: must be > 0 for reinforcement",
                           fix="RL learns from differences between samples; use 1.0")
-    batch_size = min(_pick(hp.batch_size, min(8, rows)), rows)
-    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 1, 100))
-    total = n_epochs * math.ceil(rows / batch_size)
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
+    batch_size, n_epochs, total = _plan(hp, opts, rows, batch=8, epochs=(1, 100))
     algorithm = resolve_algorithm(opts)
     return ResolvedReinforcement(
         n_epochs=n_epochs,
@@ -204,15 +207,9 @@ def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
 
 def resolve_supervised(spec: JobSpec, rows: int) -> ResolvedSupervised:
     """Concrete hyperparameters for a supervised job over `rows` training rows."""
-    _check_rows(rows)
-    supervised = spec.method.supervised or SupervisedMethod()
-    hp = supervised.hyperparameters
+    hp = (spec.method.supervised or SupervisedMethod()).hyperparameters
     opts = spec.rftkit
-    batch_size = min(_pick(hp.batch_size, min(16, rows)), rows)
-    n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, 3, 50))
-    total = n_epochs * math.ceil(rows / batch_size)
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
+    batch_size, n_epochs, total = _plan(hp, opts, rows, batch=16, epochs=(3, 50))
     return ResolvedSupervised(
         n_epochs=n_epochs,
         batch_size=batch_size,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,11 @@ import torch
 
 from rftkit.config import EngineOptions
 from rftkit.errors import RftkitError
+from rftkit.retry import RetriesExhausted, post_retrying
 from rftkit.rollout.engine import Completion, Engine, EngineContext, EngineUnavailable, TokenCallback, register_engine
 from rftkit.types import SamplingParams
 
-RETRIED = {408, 425, 429, 500, 502, 503, 504}
+RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})  # not 409: rftkit serve's "not in that state"
 
 
 @register_engine("openai")
@@ -168,26 +168,16 @@ class OpenAIEngine(Engine):
     def _post(self, path: str, body: dict, *, root: bool = False) -> httpx.Response:
         """POST with retries; a successful reply. `root`: the route is at the server's root, not under /v1."""
         base = self.base_url.removesuffix("/v1") if root else self.base_url
-        url, failure = f"{base}{path}", ""
-        for attempt in range(self.options.max_retries + 1):
-            if attempt:
-                time.sleep(self.options.backoff_s * 2 ** (attempt - 1))
-            try:
-                reply = self.client.post(url, json=body)
-            except httpx.TimeoutException:
-                failure = f"no answer within {self.options.timeout_s:g} s"
-                continue
-            except httpx.TransportError as err:
-                failure = f"{type(err).__name__}: {err}"
-                continue
-            if reply.status_code in RETRIED:
-                failure = f"HTTP {reply.status_code}"
-                continue
-            if reply.status_code >= 400:
-                raise RftkitError(f"{url}: HTTP {reply.status_code}: {_message(reply)}")
-            return reply
-        raise EngineUnavailable(f"the rollout server {url} did not answer after {self.options.max_retries + 1} "
-                                f"tries ({failure})", fix="start it, or correct rftkit.engine_options.base_url")
+        url = f"{base}{path}"
+        try:
+            reply = post_retrying(self.client, url, body, retries=self.options.max_retries,
+                                  backoff_s=self.options.backoff_s, retry_status=RETRIED)
+        except RetriesExhausted as err:
+            raise EngineUnavailable(f"the rollout server {url} did not answer after {err.tries} tries ({err.last})",
+                                    fix="start it, or correct rftkit.engine_options.base_url") from None
+        if reply.status_code >= 400:
+            raise RftkitError(f"{url}: HTTP {reply.status_code}: {_message(reply)}")
+        return reply
 
     def close(self) -> None:
         self.client.close()

@@ -172,7 +172,7 @@ class RLTrainer:
             values = self.critic(batch)
         token_rewards = -kl_NC if kl_NC is not None else torch.zeros_like(mask)
         last = (mask.sum(-1).long() - 1).clamp(min=0)
-        token_rewards[torch.arange(len(rewards_N)), last] += rewards_N
+        token_rewards[torch.arange(len(rewards_N), device=mask.device), last] += rewards_N
         advantages, returns = gae(token_rewards, values, mask, self.settings.ppo.gamma, self.settings.ppo.lam)
         mean = (advantages * mask).sum() / mask.sum()
         std = (((advantages - mean) * mask).square().sum() / mask.sum()).sqrt()
