@@ -61,6 +61,14 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return reference.requires_grad_(False)
 
 
+def correction_level(mode: str, engine: Engine) -> str | None:
+    """The importance-correction level (token, sequence) for samples from `engine`, or None:
+    `auto` corrects only engines whose log-probs are not the trainer's own."""
+    if mode == "auto":
+        return None if engine.exact_logprobs else "token"
+    return None if mode == "off" else mode
+
+
 class RLTrainer:
     """Holds the policy, its engine, optimizer, data order and RNGs; `step()` runs one training step."""
 
@@ -85,9 +93,7 @@ class RLTrainer:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.step_count = 0
         self._prompt_cache: dict[int, list[int]] = {}
-        mode = settings.rollout_correction.mode
-        self.correction = None if mode == "off" or (mode == "auto" and self.engine.exact_logprobs) else (
-            "token" if mode == "auto" else mode)
+        self.correction = correction_level(settings.rollout_correction.mode, self.engine)
 
     # ------------------------------------------------------------------ phases
 
