@@ -27,8 +27,9 @@ def free_port() -> int:
 class Server:
     """`rftkit serve` in a child process of its own (a process group, so a test can SIGKILL it)."""
 
-    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None, db: str | None = None):
-        self.data_dir, self.workers, self.db = data_dir, workers, db
+    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict | None = None, db: str | None = None,
+                 args: tuple[str, ...] = ()):
+        self.data_dir, self.workers, self.db, self.args = data_dir, workers, db, args
         # one thread per trainer: on a shared 2-core machine, OpenMP threads that spin on a busy core
         # slow a tiny model down many times over
         self.env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
@@ -45,6 +46,7 @@ class Server:
                    "--data-dir", str(self.data_dir), "--workers", str(self.workers)]
         if self.db:
             command += ["--db", self.db]
+        command += list(self.args)
         handle = self.log.open("a")
         self.process = subprocess.Popen(command, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
                                         start_new_session=True)

@@ -17,6 +17,7 @@ from rftkit.jobs.store import new_id
 
 router = APIRouter(prefix="/v1/files")
 SUFFIXES = (".jsonl", ".json", ".parquet")
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def classify(path: Path, filename: str) -> tuple[str, int]:
@@ -46,16 +47,36 @@ def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
     return size
 
 
+def sqlite_tables(path: Path, filename: str) -> int:
+    """The number of tables of an uploaded SQLite database; RftkitError when it is not one."""
+    import sqlite3
+
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise RftkitError(f"{filename}: not a SQLite database (purpose user_data takes SQLite files "
+                              "that sql_execution graders open)")
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0])
+    except sqlite3.Error as err:
+        raise RftkitError(f"{filename}: the SQLite database cannot be read: {err}") from None
+
+
 def _store_upload(service, owner: str, upload: UploadFile, purpose: str) -> dict:
-    if purpose != "fine-tune":
-        raise RftkitError(f"purpose: {purpose!r} is not supported", fix="use purpose 'fine-tune'")
-    filename = os.path.basename(upload.filename or "upload.jsonl") or "upload.jsonl"
+    if purpose not in ("fine-tune", "user_data"):
+        raise RftkitError(f"purpose: {purpose!r} is not supported",
+                          fix="use 'fine-tune' for datasets, 'user_data' for a SQLite database a grader reads")
+    default = "upload.jsonl" if purpose == "fine-tune" else "upload.sqlite"
+    filename = os.path.basename(upload.filename or default) or default
     suffix = Path(filename).suffix if Path(filename).suffix in SUFFIXES else ".jsonl"
     file_id = new_id("file-")
-    target = service.data_dir / "files" / f"{file_id}{suffix}"
+    target = service.data_dir / "files" / (f"{file_id}{suffix}" if purpose == "fine-tune" else f"{file_id}.sqlite")
     try:
         size = save_upload(upload, target, service.settings.max_upload_bytes)
-        kind, rows = classify(target, filename)
+        if purpose == "fine-tune":
+            kind, rows = classify(target, filename)
+        else:  # a database: `rows` counts its tables
+            kind, rows = None, sqlite_tables(target, filename)
     except BaseException:
         target.unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -9,24 +10,27 @@ from fastapi.concurrency import run_in_threadpool
 
 from rftkit.api.auth import project
 from rftkit.errors import RftkitError
+from rftkit.jobs.grader_files import for_project
 from rftkit.jobs.validate import service_function_problems
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
 
-def _context(request: Request):
+def _context():
     from rftkit.graders import GraderContext
 
-    return GraderContext(base_dir=request.app.state.service.data_dir)
+    # every file a grader names is resolved by `for_project` first: no path is relative to anything
+    return GraderContext(base_dir=Path("/nonexistent"))
 
 
-def _checked(grader: Any) -> dict:
+def _checked(request: Request, owner: str, grader: Any) -> dict:
     if not isinstance(grader, dict):
         raise RftkitError("grader: must be an object with a type")
     problems = service_function_problems(grader)
     if problems:
         raise RftkitError("; ".join(problems))
-    return grader
+    service = request.app.state.service
+    return for_project(grader, service.store, owner, service.data_dir, service.settings.grader_dirs)
 
 
 def _run(context, grader: dict, model_sample: str, item: dict) -> dict:
@@ -43,10 +47,10 @@ def _run(context, grader: dict, model_sample: str, item: dict) -> dict:
 
 @router.post("/run")
 async def run_grader(request: Request, grader: Any = Body(...), model_sample: str = Body(...),
-                     item: Any = Body(None), _owner: str = Depends(project)) -> dict:
+                     item: Any = Body(None), owner: str = Depends(project)) -> dict:
     if item is not None and not isinstance(item, dict):
         raise RftkitError("item: must be an object (the dataset row the grader reads as item)")
-    return await run_in_threadpool(_run, _context(request), _checked(grader), model_sample, item or {})
+    return await run_in_threadpool(_run, _context(), _checked(request, owner, grader), model_sample, item or {})
 
 
 def _validate(context, grader: dict) -> dict:
@@ -59,5 +63,5 @@ def _validate(context, grader: dict) -> dict:
 
 
 @router.post("/validate")
-async def validate(request: Request, grader: Any = Body(..., embed=True), _owner: str = Depends(project)) -> dict:
-    return await run_in_threadpool(_validate, _context(request), _checked(grader))
+async def validate(request: Request, grader: Any = Body(..., embed=True), owner: str = Depends(project)) -> dict:
+    return await run_in_threadpool(_validate, _context(), _checked(request, owner, grader))

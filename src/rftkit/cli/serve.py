@@ -36,6 +36,10 @@ def serve(
     data_dir: Optional[Path] = DATA_DIR,
     db: Optional[str] = DB,
     workers: int = typer.Option(1, min=0, help="Jobs that train at the same time, each in its own process (0: accept jobs, run none)."),
+    grader_dir: list[Path] = typer.Option(
+        [], "--grader-dir", help="A directory whose files every project's graders may name by relative path "
+                                 "(SQLite databases, reward models); repeatable. Otherwise graders read only "
+                                 "the project's uploads (purpose user_data)."),
 ) -> None:
     """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
     import uvicorn
@@ -43,7 +47,8 @@ def serve(
     from rftkit.api import ServiceSettings, create_app
     from rftkit.jobs.keys import ENV_KEY, any_keys, create_key
 
-    settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers)
+    settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers,
+                               grader_dirs=tuple(d.resolve() for d in grader_dir))
     app = create_app(settings)
     engine = app.state.service.store.engine
     if not any_keys(engine) and not os.environ.get(ENV_KEY):

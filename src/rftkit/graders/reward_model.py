@@ -21,13 +21,13 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from rftkit.errors import RftkitError
 from rftkit.graders.base import Grader, GraderFailure, GraderSpec, Score, register
+from rftkit.graders.paths import local_path
 from rftkit.types import Grade, Sample
 
 DISAGREEMENT = "ensemble_disagreement"
@@ -89,7 +89,7 @@ class RewardModelGrader(Grader):
         from rftkit.models.reward_artifact import read_meta  # json only: torch waits for first use
 
         paths = [spec.path] if isinstance(spec.path, str) else list(spec.path)
-        self.paths = [p if Path(p).is_absolute() else Path(context.base_dir) / p for p in map(Path, paths)]
+        self.paths = [local_path(p, context.base_dir, f"{self.name}: path") for p in paths]
         heads = [[h["name"] for h in read_meta(p)["heads"]] for p in self.paths]
         self.criteria = dict(spec.criteria) if spec.criteria else default_criteria(heads[0])
         for path, names in zip(self.paths, heads):

@@ -25,13 +25,13 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from rftkit.errors import RftkitError
 from rftkit.graders.base import Grader, GraderFailure, GraderSpec, Score, register
+from rftkit.graders.paths import local_path
 from rftkit.graders.templates import render
 from rftkit.types import Grade, Sample
 
@@ -91,8 +91,7 @@ class SqlExecution(Grader):
 
     def __init__(self, spec: SqlExecutionSpec, context):
         super().__init__(spec, context)
-        path = Path(spec.database)
-        self.path = path if path.is_absolute() else Path(context.base_dir) / path
+        self.path = local_path(spec.database, context.base_dir, f"{self.name}: database")
         if not self.path.is_file():
             raise RftkitError(f"{self.name}: database: {self.path}: no such file",
                               fix="give the SQLite file's path, relative to the grader file or job")

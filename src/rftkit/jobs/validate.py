@@ -83,9 +83,10 @@ def _file_path(store, project: str, body: dict, field: str, method: str) -> str 
     return row["path"]
 
 
-def prepare_job(store, project: str, body: dict, data_dir: Path) -> dict:
+def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tuple[Path, ...] = ()) -> dict:
     """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400)."""
     from rftkit.graders.validate import validate_grader
+    from rftkit.jobs.grader_files import for_project
     from rftkit.jobs.models import resolve_model
     from rftkit.jobs.store import NotFound, new_id
 
@@ -96,6 +97,11 @@ def prepare_job(store, project: str, body: dict, data_dir: Path) -> dict:
     method = spec["method"].get("type") if isinstance(spec["method"], dict) else None
     for field in ("training_file", "validation_file"):
         spec[field] = _file_path(store, project, body, field, method)
+    reinforcement = spec["method"].get("reinforcement") if isinstance(spec["method"], dict) else None
+    if isinstance(reinforcement, dict) and isinstance(reinforcement.get("grader"), dict):
+        grader = for_project(reinforcement["grader"], store, project, data_dir, grader_dirs,
+                             where="method.reinforcement.grader")
+        spec["method"] = {**spec["method"], "reinforcement": {**reinforcement, "grader": grader}}
     try:
         spec["model"] = str(resolve_model(store, project, str(body["model"]), data_dir))
     except NotFound as err:

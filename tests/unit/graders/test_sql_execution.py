@@ -95,3 +95,12 @@ def test_batch_keeps_order_and_a_broken_reference_is_a_grader_error(database):
 def test_missing_database_names_the_field(tmp_path):
     with pytest.raises(RftkitError, match="database: .*no such file"):
         build_grader({"type": "sql_execution", "database": "none.sqlite"}, GraderContext(base_dir=tmp_path))
+
+
+def test_a_relative_database_path_never_climbs_out_with_dot_dot(database):
+    (database.parent / "jobs").mkdir()
+    spec = {"type": "sql_execution", "name": "sql", "database": "../shop.sqlite"}
+    with pytest.raises(RftkitError, match=r"database: '../shop.sqlite' climbs out of its folder"):
+        build_grader(spec, GraderContext(base_dir=database.parent / "jobs"))
+    absolute = build_grader({**spec, "database": str(database)}, GraderContext(base_dir=database.parent / "jobs"))
+    assert absolute.grade(Sample(COUNT_PARIS), {"reference_sql": COUNT_PARIS}).reward == 1.0  # the operator's own
