@@ -23,7 +23,8 @@ from service_helpers import GRADER, reinforcement_method, rftkit_block, write_rl
 @pytest.fixture
 def api(request, tmp_path, tiny_dir):
     db = request.getfixturevalue("postgres_url") if getattr(request, "param", "sqlite") == "postgresql" else None
-    app = create_app(ServiceSettings(data_dir=tmp_path / "data", db=db, workers=0, poll_seconds=0.05))
+    app = create_app(ServiceSettings(data_dir=tmp_path / "data", db=db, workers=0, poll_seconds=0.05,
+                                     model_dirs=(Path(tiny_dir),)))
     if db:
         with app.state.service.store.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):

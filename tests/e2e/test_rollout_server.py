@@ -21,10 +21,10 @@ from rftkit.types import SamplingParams
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, tiny_dir):
     data = tmp_path_factory.mktemp("rollout-server")
     keys = create_key(data), create_key(data, project="other")
-    server = Server(data, workers=0).start()
+    server = Server(data, workers=0, args=("--model-dir", str(tiny_dir), "--model-dir", str(data.parent))).start()
     yield server, keys
     server.stop()
 
@@ -68,9 +68,9 @@ def test_bad_completion_requests_say_what_is_wrong(served, tiny_dir, change, mes
     assert reply.status_code in (400, 404) and message in reply.json()["error"]["message"]
 
 
-def test_runtime_adapters_serve_new_weights_under_a_name_for_one_project(served, tmp_path):
+def test_runtime_adapters_serve_new_weights_under_a_name_for_one_project(served, tmp_path_factory):
     model, tokenizer = build_tiny("tiny", seed=11)
-    folder = save_policy(model, tokenizer, tmp_path / "v1")
+    folder = save_policy(model, tokenizer, tmp_path_factory.mktemp("weights") / "v1")  # in the shared --model-dir
     assert post(served, "/load_lora_adapter", {"lora_name": "mine@v1", "lora_path": str(folder)}).status_code == 200
     prompt = ids(tokenizer, "1+1=")
     body = {"model": "mine@v1", "prompt": [prompt], "max_tokens": 6, "temperature": 0, "logprobs": 0,
@@ -82,8 +82,10 @@ def test_runtime_adapters_serve_new_weights_under_a_name_for_one_project(served,
     assert post(served, "/unload_lora_adapter", {"lora_name": "mine@v1"}).status_code == 200
     assert post(served, "/completions", body).status_code == 404
     assert post(served, "/unload_lora_adapter", {"lora_name": "mine@v1"}).status_code == 404
-    refused = post(served, "/load_lora_adapter", {"lora_name": "x", "lora_path": str(tmp_path)})
+    refused = post(served, "/load_lora_adapter", {"lora_name": "x", "lora_path": str(folder.parent)})
     assert refused.status_code == 400 and "adapter_config.json or config.json" in refused.json()["error"]["message"]
+    outside = post(served, "/load_lora_adapter", {"lora_name": "x", "lora_path": "/usr/lib"})
+    assert outside.status_code == 400 and "not a folder this project may load" in outside.json()["error"]["message"]
 
 
 def test_chat_logprobs_are_those_of_the_sampled_tokens(served, tiny_dir):
@@ -129,7 +131,8 @@ def test_a_job_trains_through_the_server_survives_its_death_and_resumes(addition
     folder, base = addition
     data = tmp_path / "server"
     key = create_key(data)
-    server = Server(data, workers=0, env={"OMP_NUM_THREADS": "2"}).start()
+    shared = ("--model-dir", str(folder), "--model-dir", str(tmp_path))  # the base, and the run's engine-weights
+    server = Server(data, workers=0, env={"OMP_NUM_THREADS": "2"}, args=shared).start()
     body = addition_job(str(base), folder / "data", steps=60, seed=0)
     body["method"]["reinforcement"]["hyperparameters"].update(batch_size=16, n_epochs=3, eval_interval=10)
     body["rftkit"].update(
@@ -158,7 +161,7 @@ def test_a_job_trains_through_the_server_survives_its_death_and_resumes(addition
         events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
         assert any(e["level"] == "error" and "did not answer after 3 tries" in e["message"] for e in events)
 
-        server = Server(data, workers=0, env={"OMP_NUM_THREADS": "2"})
+        server = Server(data, workers=0, env={"OMP_NUM_THREADS": "2"}, args=shared)
         server.port = int(body["rftkit"]["engine_options"]["base_url"].split(":")[2].split("/")[0])
         server.start()
         resumed = train(job, run, "--resume")

@@ -105,3 +105,22 @@ def test_jobs_are_held_to_the_same_rule(service, tmp_path):
         reply = call(service, "beta", "/fine_tuning/jobs", json=body)
         message = reply.json().get("error", {}).get("message", "")
         assert ("method.reinforcement.grader.database" in message) is not allowed, (database, message)
+
+
+def test_models_by_path_resolve_only_in_the_projects_own_places(service):
+    server, keys, root = service
+    from rftkit.models.load import save_policy
+    from rftkit.models.tiny import build_tiny
+
+    model, tokenizer = build_tiny("tiny", seed=0)
+    outside = save_policy(model, tokenizer, root / "elsewhere")  # not shared by the operator
+    someone_elses = save_policy(model, tokenizer, root / "data" / "jobs" / "ftjob-notyours" / "run" / "model")
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for folder in (outside, someone_elses, root / "data"):
+        reply = call(service, "beta", "/chat/completions", json={**chat, "model": str(folder)})
+        assert reply.status_code == 404, (folder, reply.text)
+        assert str(root) not in reply.json()["error"]["message"].replace(str(folder), "")
+        loaded = call(service, "beta", "/load_lora_adapter", json={"lora_name": "x", "lora_path": str(folder)})
+        assert loaded.status_code == 400 and "not a folder this project may load" in loaded.text
+    shared_model = save_policy(model, tokenizer, root / "shared" / "tiny")  # the operator's --grader-dir is not --model-dir
+    assert call(service, "beta", "/chat/completions", json={**chat, "model": str(shared_model)}).status_code == 404

@@ -27,6 +27,8 @@ class ServiceSettings(BaseModel):
                                               "(0: accept and validate jobs, but leave them queued).")
     poll_seconds: float = Field(0.5, gt=0, description="How often the supervisor looks at jobs and their logs.")
     max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest file accepted by POST /v1/files.")
+    model_dirs: tuple[Path, ...] = Field((), description="Directories whose models every project may name by "
+                                                         "path (besides DATA_DIR/models and its own jobs).")
     grader_dirs: tuple[Path, ...] = Field((), description="Directories every project's graders may read files "
                                                           "from by relative path (SQLite databases, reward models).")
 

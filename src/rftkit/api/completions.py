@@ -13,7 +13,8 @@ Choices come prompt-major: prompt i's sample j has index i * n + j.
 
 `POST /v1/load_lora_adapter` {lora_name, lora_path} serves a model directory under a name for
 the caller's project: a PEFT adapter, as in vLLM, or (rftkit's addition) a whole model, so that
-a full fine-tune's weights reach the server each step. `POST /v1/unload_lora_adapter`
+a full fine-tune's weights reach the server each step. The folder must be one the project may
+load by path (`jobs.models.readable_by`: DATA_DIR/models, its own jobs, or `--model-dir`). `POST /v1/unload_lora_adapter`
 {lora_name} forgets it. Names live in the server's memory, as in vLLM.
 """
 
@@ -32,7 +33,7 @@ from fastapi.responses import PlainTextResponse
 from rftkit.api.auth import project
 from rftkit.api.errors import error_response
 from rftkit.errors import RftkitError
-from rftkit.jobs.models import resolve_model
+from rftkit.jobs.models import readable_by, resolve_model
 from rftkit.jobs.store import NotFound
 from rftkit.serving.client import WorkerFailed
 
@@ -69,7 +70,7 @@ def served_model(service, owner: str, name: str) -> str:
         if not loaded.is_dir():
             raise NotFound(f"model {name!r}: its folder is gone", fix="load it again with /v1/load_lora_adapter")
         return str(loaded)
-    return str(resolve_model(service.store, owner, name, service.data_dir))
+    return str(resolve_model(service.store, owner, name, service.data_dir, service.settings.model_dirs))
 
 
 def _name(body: dict) -> str:
@@ -84,11 +85,15 @@ def load_lora_adapter(request: Request, body: dict = Body(...), owner: str = Dep
     name, path = _name(body), body.get("lora_path")
     if not isinstance(path, str) or not Path(path).is_absolute() or ".." in Path(path).parts:
         raise RftkitError("lora_path: an absolute path on the server, without '..'")
-    folder = Path(path)
+    folder, service = Path(path), request.app.state.service
+    if not readable_by(service.store, owner, folder, service.data_dir, service.settings.model_dirs):
+        raise RftkitError("lora_path: not a folder this project may load",
+                          fix="write the weights under one of its jobs, or a folder the operator shares with "
+                              "`rftkit serve --model-dir`")
     if not ((folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()):
         raise RftkitError(f"lora_path: {path} holds no adapter_config.json or config.json",
                           fix="save the adapter or model there with save_pretrained first")
-    request.app.state.service.adapters.load(owner, name, folder.resolve())
+    service.adapters.load(owner, name, folder.resolve())
     return f"Success: LoRA adapter '{name}' added successfully."
 
 

@@ -36,6 +36,10 @@ def serve(
     data_dir: Optional[Path] = DATA_DIR,
     db: Optional[str] = DB,
     workers: int = typer.Option(1, min=0, help="Jobs that train at the same time, each in its own process (0: accept jobs, run none)."),
+    model_dir: list[Path] = typer.Option(
+        [], "--model-dir", help="A directory whose models every project may name by path (base models, a "
+                                "trainer's engine-weights folder for engine openai); repeatable. Otherwise paths "
+                                "resolve only under DATA_DIR/models and the project's own jobs."),
     grader_dir: list[Path] = typer.Option(
         [], "--grader-dir", help="A directory whose files every project's graders may name by relative path "
                                  "(SQLite databases, reward models); repeatable. Otherwise graders read only "
@@ -48,6 +52,7 @@ def serve(
     from rftkit.jobs.keys import ENV_KEY, any_keys, create_key
 
     settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers,
+                               model_dirs=tuple(d.resolve() for d in model_dir),
                                grader_dirs=tuple(d.resolve() for d in grader_dir))
     app = create_app(settings)
     engine = app.state.service.store.engine

@@ -71,12 +71,37 @@ def fine_tuned_dir(store: Store, project: str, name: str) -> Path:
     return folder
 
 
-def resolve_model(store: Store, project: str, name: str, data_dir: Path) -> Path | str:
-    """What to load for `name`: a directory, or a hub name (with a slash) passed through."""
+def readable_by(store: Store, project: str, folder: Path, data_dir: Path, shared: tuple[Path, ...]) -> bool:
+    """Whether `project` may load the model directory `folder` by its path. Inside the data
+    directory: the service's base models (DATA_DIR/models) and the project's own jobs
+    (DATA_DIR/jobs/<its job>/...), nothing else, whatever the operator shares; outside it, a
+    directory the operator shares (`rftkit serve --model-dir`). Links are followed first."""
+    folder, data_dir = folder.resolve(), data_dir.resolve()
+    if not folder.is_relative_to(data_dir):
+        return any(folder.is_relative_to(Path(d).resolve()) for d in shared)
+    if folder.is_relative_to(data_dir / "models"):
+        return True
+    jobs = data_dir / "jobs"
+    if not folder.is_relative_to(jobs) or folder == jobs:
+        return False
+    try:
+        store.job(folder.relative_to(jobs).parts[0], project)
+    except NotFound:
+        return False
+    return True
+
+
+def resolve_model(store: Store, project: str, name: str, data_dir: Path, shared: tuple[Path, ...] = ()) -> Path | str:
+    """What to load for `name`: a directory, or a hub name (with a slash) passed through. A path
+    resolves only where `readable_by` allows."""
     if name.startswith("ft:"):
         return fine_tuned_dir(store, project, name)
     found = base_model_dir(name, data_dir)
     if found is not None:
+        if not readable_by(store, project, found, data_dir, shared):
+            raise NotFound(f"no model {name!r} that this project may load",
+                           fix=f"put base models under {MODELS_FOLDER}, or ask the operator to share their folder "
+                               "with `rftkit serve --model-dir`")
         return found
     if "/" in name and not Path(name).is_absolute():
         return name  # a hub name: the worker loads it when online

@@ -83,7 +83,8 @@ def _file_path(store, project: str, body: dict, field: str, method: str) -> str 
     return row["path"]
 
 
-def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tuple[Path, ...] = ()) -> dict:
+def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tuple[Path, ...] = (),
+                model_dirs: tuple[Path, ...] = ()) -> dict:
     """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400)."""
     from rftkit.graders.validate import validate_grader
     from rftkit.jobs.grader_files import for_project
@@ -103,7 +104,7 @@ def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tu
                              where="method.reinforcement.grader")
         spec["method"] = {**spec["method"], "reinforcement": {**reinforcement, "grader": grader}}
     try:
-        spec["model"] = str(resolve_model(store, project, str(body["model"]), data_dir))
+        spec["model"] = str(resolve_model(store, project, str(body["model"]), data_dir, model_dirs))
     except NotFound as err:
         raise RftkitError(f"model: {err}") from None
     parsed = parse_job({k: v for k, v in spec.items() if v is not None}, "body")
