@@ -73,6 +73,32 @@ def served_model(service, owner: str, name: str) -> str:
     return str(resolve_model(service.store, owner, name, service.data_dir, service.settings.model_dirs))
 
 
+def _number(body: dict, key: str, default: float, low: float, high: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RftkitError(f"{key}: a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def sampling(body: dict, default_max_tokens: int = 64) -> dict:
+    """The sampling settings of a chat or completions body, checked."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
+    n = body.get("n") or 1
+    if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 64:
+        raise RftkitError("max_tokens must be 1..4096 and n 1..64")
+    top_k = body.get("top_k") or 0
+    if not isinstance(top_k, int) or top_k < -1:
+        raise RftkitError("top_k: a whole number, 0 or -1 for every token")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RftkitError("seed: an integer")
+    return {"max_tokens": limit, "n": n, "temperature": _number(body, "temperature", 1.0, 0.0, 2.0),
+            "top_p": _number(body, "top_p", 1.0, 1e-9, 1.0) if body.get("top_p") else 1.0,
+            "top_k": max(top_k, 0), "seed": seed}
+
+
 def _name(body: dict) -> str:
     name = body.get("lora_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
@@ -120,8 +146,6 @@ def _prompts(prompt: Any) -> dict:
 
 
 def _request(service, owner: str, body: dict) -> dict:
-    from rftkit.api.models import sampling
-
     prompts = _prompts(body.get("prompt"))
     if len(prompts.get("prompts") or prompts.get("texts")) > MAX_PROMPTS:
         raise RftkitError(f"prompt: at most {MAX_PROMPTS} prompts per request")

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from rftkit.api import stream
 from rftkit.api.auth import project
-from rftkit.api.completions import served_model
+from rftkit.api.completions import sampling, served_model
 from rftkit.api.errors import error_response
 from rftkit.api.shapes import model_object
 from rftkit.errors import RftkitError
@@ -82,32 +82,6 @@ def _messages(messages: Any) -> list[dict]:
         role = "system" if message["role"] == "developer" else message["role"]
         clean.append({"role": role, "content": _text(message.get("content", ""), f"messages[{index}]")})
     return clean
-
-
-def _number(body: dict, key: str, default: float, low: float, high: float) -> float:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise RftkitError(f"{key}: a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def sampling(body: dict, default_max_tokens: int = 64) -> dict:
-    """The sampling settings of a chat or completions body, checked."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    n = body.get("n") or 1
-    if not isinstance(limit, int) or not 1 <= limit <= 4096 or not isinstance(n, int) or not 1 <= n <= 64:
-        raise RftkitError("max_tokens must be 1..4096 and n 1..64")
-    top_k = body.get("top_k") or 0
-    if not isinstance(top_k, int) or top_k < -1:
-        raise RftkitError("top_k: a whole number, 0 or -1 for every token")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RftkitError("seed: an integer")
-    return {"max_tokens": limit, "n": n, "temperature": _number(body, "temperature", 1.0, 0.0, 2.0),
-            "top_p": _number(body, "top_p", 1.0, 1e-9, 1.0) if body.get("top_p") else 1.0,
-            "top_k": max(top_k, 0), "seed": seed}
 
 
 def _worker_request(service, owner: str, body: dict, stream: bool) -> dict:

@@ -24,6 +24,7 @@ checkpoint it can resume from. Other answers (4xx) are errors at once.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Sequence
@@ -150,8 +151,6 @@ class OpenAIEngine(Engine):
         partial.mkdir(parents=True)
         source = model
         if merged and hasattr(model, "merge_and_unload"):
-            import copy
-
             source = copy.deepcopy(model).merge_and_unload()
         source.save_pretrained(partial)
         self.tokenizer.save_pretrained(partial)

@@ -29,14 +29,16 @@ class Models:
         self.kept, self.loaded = kept, OrderedDict()
 
     def get(self, name: str):
+        """(tokenizer, engine) of the model at `name`, loaded once (again when its folder changes)."""
         from rftkit.models.load import load_policy
+        from rftkit.rollout.engine import local_engine
 
         path = Path(name)
         key = (name, path.stat().st_mtime if path.exists() else 0.0)
         if key not in self.loaded:
             model, tokenizer = load_policy(name, "auto")
             model.eval()
-            self.loaded[key] = (model, tokenizer)
+            self.loaded[key] = (tokenizer, local_engine(model, tokenizer))
             while len(self.loaded) > self.kept:
                 self.loaded.popitem(last=False)
         self.loaded.move_to_end(key)
@@ -87,18 +89,17 @@ def _prompts(tokenizer, request: dict) -> list[list[int]]:
 def answer(models: Models, request: dict, emit: Callable[[dict], None] | None = None) -> dict:
     import torch
 
-    from rftkit.rollout.engine import local_engine
     from rftkit.rollout.hf import decode
     from rftkit.types import SamplingParams
 
-    model, tokenizer = models.get(request["model_path"])
+    tokenizer, engine = models.get(request["model_path"])
     prompts = _prompts(tokenizer, request)
     params = SamplingParams(int(request.get("max_tokens") or 64), float(request.get("temperature", 1.0)),
                             float(request.get("top_p", 1.0)), int(request.get("top_k") or 0))
     generator = None
     if request.get("seed") is not None:  # on the CPU whatever the device: one seed, the same draws
         generator = torch.Generator().manual_seed(int(request["seed"]))
-    engine, n = local_engine(model, tokenizer), int(request.get("n") or 1)
+    n = int(request.get("n") or 1)
     stream = TextStream(tokenizer, n * len(prompts), engine.stop_ids) if request.get("stream") and emit else None
 
     def on_tokens(rows: list[int], tokens: list[int]) -> None:

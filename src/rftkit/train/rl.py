@@ -30,6 +30,7 @@ from rftkit.graders.batch import BatchGrades, grade_groups
 from rftkit.resolved import ResolvedReinforcement
 from rftkit.rollout.engine import Engine, EngineContext, EngineUnavailable, build_engine
 from rftkit.rollout.groups import sample_groups
+from rftkit.rollout.hf import evaluating
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
 from rftkit.train.metrics import step_metrics
@@ -150,12 +151,8 @@ class RLTrainer:
             model, context = self.model, self.model.disable_adapter()
         else:
             model, context = self.reference, nullcontext()
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), context:
-            logprobs = completion_logprobs(model, batch, self.settings.update.temperature).logprobs_NC
-        model.train(was_training)
-        return logprobs
+        with torch.no_grad(), context, evaluating(model):
+            return completion_logprobs(model, batch, self.settings.update.temperature).logprobs_NC
 
     def advantages(self, rewards_N: torch.Tensor, batch: Batch, sampled_NC: torch.Tensor,
                    reference_NC: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:

@@ -205,6 +205,11 @@ class ReinforcementRun:
         opts = self.spec.rftkit.checkpoints
         prune_checkpoints(self.out, opts.keep_last, opts.keep_best)
 
+    def ensure_checkpoint(self, step: int) -> None:
+        """A checkpoint of `step` (the trainer's state now), unless one was written already."""
+        if not (self.out / f"checkpoint-{step}").exists():
+            self.checkpoint(step, {})
+
 
 def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> int:
     """Steps until the plan is done or a stop is requested; returns how many ran."""
@@ -254,8 +259,7 @@ def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
 def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, err: EngineUnavailable):
     """The engine stopped answering: keep a checkpoint of the last whole step, say how to go on, fail."""
     step = run.trainer.step_count
-    if not (run.out / f"checkpoint-{step}").exists():
-        run.checkpoint(step, {})
+    run.ensure_checkpoint(step)
     summary.status, summary.steps = "failed", step
     (run.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
     message = f"rollout engine failed at step {step}: {err.reason}; checkpoint-{step} written"
@@ -302,8 +306,7 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
         summary.samples_per_s = round(samples / max(summary.seconds, 1e-9), 2)
         summary.warnings = run.warnings
         if stop.reason is not None:
-            if not (out / f"checkpoint-{summary.steps}").exists():  # stopped before the first step
-                run.checkpoint(summary.steps, {})
+            run.ensure_checkpoint(summary.steps)  # stopped before the first step
             summary.status = "paused"
             run_log.event(f"paused at step {summary.steps} ({stop.reason}); continue with --resume", step=summary.steps)
             log(f"paused at step {summary.steps} ({stop.reason}): checkpoint written; continue with --resume")

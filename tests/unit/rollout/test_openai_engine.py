@@ -5,13 +5,11 @@ token ids, one that stalls or is overloaded); the engine against `rftkit serve` 
 tested end to end in tests/e2e/test_rollout_server.py.
 """
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
+from unit.graders.conftest import ScriptedServer
 
 from rftkit.config import EngineOptions
 from rftkit.errors import RftkitError
@@ -22,46 +20,21 @@ from rftkit.types import SamplingParams
 MODEL, TOKENIZER = build_tiny("tiny", seed=0)
 
 
-class ScriptedServer:
-    """Answers each POST with the next (status, body, delay) of a script; records the requests."""
-
-    def __init__(self, script):
-        self.script, self.requests = list(script), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((self.path, body))
-                status, reply, delay = outer.script.pop(0) if outer.script else (500, {"error": "script done"}, 0)
-                time.sleep(delay)
-                data = (reply if isinstance(reply, str) else json.dumps(reply)).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server(request):
+def server():
+    """server(*script) starts a real HTTP server that answers each POST with the next
+    (status, body, delay) of the script (the graders' ScriptedServer)."""
     made = []
 
     def start(*script):
-        made.append(ScriptedServer(script))
+        steps = list(script)
+
+        def reply(path, body):
+            status, answer, delay = steps.pop(0) if steps else (500, {"error": "script done"}, 0)
+            time.sleep(delay)
+            return status, answer
+
+        made.append(ScriptedServer(reply))
         return made[-1]
 
     yield start
@@ -69,8 +42,8 @@ def server(request):
         s.close()
 
 
-def engine(url, tmp_path, **options):
-    settings = {"base_url": url, "model": "base", "max_retries": 2, "backoff_s": 0.01, "timeout_s": 2, **options}
+def engine(root, tmp_path, **options):
+    settings = {"base_url": f"{root}/v1", "model": "base", "max_retries": 2, "backoff_s": 0.01, "timeout_s": 2, **options}
     return build_engine("openai", EngineContext(MODEL, TOKENIZER, None, EngineOptions(**settings), tmp_path))
 
 
@@ -92,7 +65,7 @@ def test_token_ids_and_logprobs_come_back_prompt_major(server, tmp_path):
     assert [c.token_ids for c in first] == [[5, 0], [6]] and [c.token_ids for c in second] == [[8, 0], [9]]
     assert [c.finish_reason for c in first + second] == ["stop", "length", "stop", "length"]
     assert second[0].logprobs == [-0.8, -0.2]
-    path, body = s.requests[0]
+    path, body = s.requests[0]["path"], s.requests[0]["body"]
     assert path == "/v1/completions"
     assert body["prompt"] == [[1, 2], [3]] and body["n"] == 2 and body["logprobs"] == 0 and body["top_k"] == 5
     assert body["return_token_ids"] and body["temperature"] == 0.7 and isinstance(body["seed"], int)
@@ -120,7 +93,7 @@ def test_a_server_that_stalls_times_out_then_the_engine_gives_up(server, tmp_pat
 
 def test_an_unreachable_server_fails_cleanly(tmp_path):
     with pytest.raises(EngineUnavailable, match="127.0.0.1:9/v1/completions did not answer after 3 tries") as err:
-        engine("http://127.0.0.1:9/v1", tmp_path).generate([[1]], SamplingParams(4))
+        engine("http://127.0.0.1:9", tmp_path).generate([[1]], SamplingParams(4))
     assert "engine_options.base_url" in str(err.value)
 
 
@@ -138,10 +111,10 @@ def test_weights_reach_the_server_as_a_new_adapter_each_version(server, tmp_path
     openai.update_weights(MODEL, 0)
     openai.update_weights(MODEL, 0)  # already current: nothing sent
     openai.update_weights(MODEL, 1)
-    assert [(path, body["lora_name"]) for path, body in s.requests] == [
+    assert [(r["path"], r["body"]["lora_name"]) for r in s.requests] == [
         ("/v1/load_lora_adapter", "base@v0"), ("/v1/load_lora_adapter", "base@v1"),
         ("/v1/unload_lora_adapter", "base@v0")]
     assert sorted(p.name for p in (tmp_path / "engine-weights").iterdir()) == ["v1"]  # v0 removed
     assert (tmp_path / "engine-weights" / "v1" / "config.json").exists()
     ((completion,),) = openai.generate([[1]], SamplingParams(4))
-    assert s.requests[-1][1]["model"] == "base@v1" and completion.policy_version == 1
+    assert s.requests[-1]["body"]["model"] == "base@v1" and completion.policy_version == 1
