@@ -85,9 +85,10 @@ class ReinforcementHyperparameters(_Section):
 
 
 class ReinforcementMethod(_Section):
-    grader: dict[str, Any] = Field(
-        description="The grader spec (OpenAI's string_check, text_similarity, python, score_model, "
-        "label_model, multi, or rftkit's own graders)."
+    grader: dict[str, Any] | None = Field(
+        None, description="The grader spec (OpenAI's string_check, text_similarity, python, score_model, "
+        "label_model, multi, or rftkit's own graders). Required, unless rftkit.environment names an "
+        "environment whose reward() gives the reward."
     )
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
     response_format: dict[str, Any] | None = Field(
@@ -321,6 +322,41 @@ class RolloutCorrection(_Section):
     cap: float = Field(2.0, ge=1, description="The largest importance weight (TIS's C).")
 
 
+STOP_REASON_NAMES = Literal["completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout"]
+
+
+class EnvironmentOptions(_Section):
+    factory: str | None = Field(
+        None, description='Multi-turn, tool-using episodes (docs/environments.md): the environment class, as '
+        '"path/to/env.py:ClassName" (relative to the job file, or absolute) or "package.module:ClassName". '
+        "TRL's environment_factory contract: a no-argument constructor, reset(**row) -> str | None, typed "
+        "and documented public methods as tools, an optional reward(). null: single-turn.")
+    max_turns: int = Field(4, ge=1, description="Most model turns in an episode; then it stops as max_turns.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most completion tokens in an episode (model turns and tool results); then it "
+        "stops as max_tokens. null: the model's context length minus the prompt.")
+    tool_timeout_s: float = Field(10.0, gt=0, description="Seconds one tool call may run; then the episode "
+                                  "stops as timeout.")
+    max_tool_calls: int = Field(8, ge=1, description="Most tool calls in an episode; then it stops as max_turns.")
+    on_tool_error: Literal["continue", "end"] = Field(
+        "continue", description="A tool that raises. continue: the error is its result and the model goes on; "
+        "end: the episode stops as tool_error.")
+    on_parse_error: Literal["end", "continue"] = Field(
+        "end", description="A turn whose tool call cannot be read (broken JSON, an unknown tool). end: the "
+        "episode stops as parse_error; continue: the error is said back to the model as a user turn.")
+    tool_parser: Literal["auto", "hermes"] = Field(
+        "auto", description='How tool calls are read from a turn. hermes: <tool_call>{"name": ..., "arguments": '
+        "{...}}</tool_call> (rftkit's templates, Qwen 2.5/3, Hermes). auto: hermes.")
+    stop_rewards: dict[STOP_REASON_NAMES, float] = Field(
+        default_factory=lambda: {"parse_error": 0.0},
+        description="The reward of an episode that stopped for this reason, whatever the grader says "
+        "(other reasons are graded).")
+    masked_stop_reasons: list[STOP_REASON_NAMES] = Field(
+        default_factory=lambda: ["timeout"],
+        description="Episodes that stopped for these reasons are left out of the loss (they still count in "
+        "their group's baseline): a slow tool is not the model's fault.")
+
+
 class RftkitOptions(_Section):
     algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
@@ -350,6 +386,7 @@ class RftkitOptions(_Section):
         "auto: lean for Llama-family models up to 50M parameters on CPU, hf otherwise.")
     engine_options: EngineOptions = EngineOptions()
     rollout_correction: RolloutCorrection = RolloutCorrection()
+    environment: EnvironmentOptions = EnvironmentOptions()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 
@@ -366,6 +403,14 @@ class JobSpec(_Section):
     metadata: dict[str, str] | None = Field(None, description="Free-form key/value pairs kept with the job.")
     method: Method
     rftkit: RftkitOptions = RftkitOptions()
+
+    @model_validator(mode="after")
+    def _grader_or_environment(self) -> "JobSpec":
+        reinforcement = self.method.reinforcement
+        if reinforcement is not None and reinforcement.grader is None and self.rftkit.environment.factory is None:
+            raise ValueError("method.reinforcement.grader is required (it may be left out only when "
+                             "rftkit.environment.factory names an environment that defines reward())")
+        return self
 
 
 # ----------------------------------------------------------------------------- loading

@@ -147,14 +147,21 @@ class Trajectory:
 class Sample:
     """A completion for one example as graders see it: `sample` in their templates.
 
-    `output_text` is the decoded answer without special tokens; `output_tools` the tool calls it
-    made (OpenAI's `tool_calls` shape). `trajectory` holds the token ids behind it when the
-    sample was drawn by rftkit (a sample handed to `graders/run` has none).
+    `output_text` is the decoded answer without special tokens (of an episode: its last model
+    turn's text, without tool calls); `output_tools` the tool calls it made (OpenAI's `tool_calls`
+    shape; an episode's calls also carry `name`, `arguments`, `result` and `error`). `trajectory`
+    holds the token ids behind it when the sample was drawn by rftkit (a sample handed to
+    `graders/run` has none). An episode also has `messages` (the whole conversation, prompt
+    included, in OpenAI's shape), the `environment_reward` its environment gave, if any, and the
+    `episode_error` that ended it, if an environment failed.
     """
 
     output_text: str
     output_tools: list[dict[str, Any]] = field(default_factory=list)
     trajectory: Trajectory | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    environment_reward: float | None = None
+    episode_error: str | None = None
 
     @property
     def completion_ids(self) -> tuple[int, ...]:
@@ -163,6 +170,10 @@ class Sample:
     @property
     def finish_reason(self) -> str:
         return self.trajectory.finish_reason if self.trajectory is not None else "stop"
+
+    @property
+    def stop_reason(self) -> str:
+        return self.trajectory.stop_reason if self.trajectory is not None else "completed"
 
     @property
     def output_json(self) -> Any:

@@ -58,8 +58,12 @@ def test_bad_numbers_name_the_field(field, value, expected):
 def test_reinforcement_needs_its_block_and_grader():
     with pytest.raises(RftkitError, match="method.reinforcement \\(with a grader\\) is required"):
         parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement"}})
-    with pytest.raises(RftkitError, match="method.reinforcement.grader: required field is missing"):
+    with pytest.raises(RftkitError, match="method.reinforcement.grader is required"):
         parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement", "reinforcement": {}}})
+    # an environment whose reward() gives the reward needs no grader (checked when the class loads)
+    spec = parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement", "reinforcement": {}},
+                      "rftkit": {"environment": {"factory": "env.py:Env"}}})
+    assert spec.method.reinforcement.grader is None
 
 
 def test_auto_resolution_for_a_dozen_prompts():

@@ -9,6 +9,7 @@ otherwise returns every row — nothing is dropped silently.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -105,13 +106,65 @@ def _is_tool_call(call: Any) -> bool:
     return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments", ""), str)
 
 
-def _check_tools(tools: Any, report: _RowProblems) -> None:
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _check_tools(tools: Any, report: _RowProblems) -> set[str]:
+    """The declared tools' names; a problem for each tool whose schema is not well formed."""
     ok = isinstance(tools, list) and all(
         isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
         for t in tools
     )
     if not ok:
         report.error("tools", "malformed tools", 'use [{"type": "function", "function": {"name": ..., "parameters": {...}}}]')
+        return set()
+    for i, tool in enumerate(tools):
+        function = tool["function"]
+        if not TOOL_NAME.match(function["name"]):
+            report.error(f"tools[{i}].function.name", f"{function['name']!r} is not a valid tool name",
+                         "use letters, digits, _ and - (at most 64)")
+        parameters = function.get("parameters")
+        if parameters is not None and not (isinstance(parameters, dict) and parameters.get("type") == "object"
+                                           and isinstance(parameters.get("properties", {}), dict)):
+            report.error(f"tools[{i}].function.parameters", "not a JSON schema of an object",
+                         'use {"type": "object", "properties": {"name": {"type": ...}}, "required": [...]}')
+    return {t["function"]["name"] for t in tools}
+
+
+def _check_transcript(messages: list[dict], declared: set[str] | None, report: _RowProblems) -> None:
+    """Tool calls and tool messages agree: arguments are JSON objects, each call names a declared
+    tool, each tool message answers a call made before it, and each call is answered."""
+    open_calls: dict[str, str] = {}  # call id -> where it was made
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            for at, call_id in open_calls.items():
+                report.error(at, f"tool call {call_id!r} has no tool message before the next assistant turn",
+                             'add {"role": "tool", "tool_call_id": ..., "content": ...} after the call')
+            open_calls = {}
+            for j, call in enumerate(message.get("tool_calls") or []):
+                if _is_tool_call(call):
+                    open_calls[f"messages[{i}].tool_calls[{j}]"] = call.get("id")
+                    _check_call(call["function"], f"messages[{i}].tool_calls[{j}].function", declared, report)
+        elif message["role"] == "tool":
+            call_id = message.get("tool_call_id")
+            match = next((at for at, known in open_calls.items() if known == call_id), None)
+            if match is None:
+                report.error(f"messages[{i}].tool_call_id", f"{call_id!r} answers no tool call of the turn before",
+                             "use the id of the assistant's tool call this result belongs to")
+            else:
+                del open_calls[match]
+
+
+def _check_call(function: dict, at: str, declared: set[str] | None, report: _RowProblems) -> None:
+    if declared is not None and function["name"] not in declared:
+        report.error(f"{at}.name", f"calls {function['name']!r}, which the row's tools do not declare",
+                     f"declare it in tools, or call one of: {', '.join(sorted(declared)) or 'none'}")
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        report.error(f"{at}.arguments", "not a JSON object", 'write the arguments as a JSON object string, e.g. "{\\"a\\": 1}"')
 
 
 def _has_path(row: dict, path: str) -> bool:
@@ -169,14 +222,14 @@ def parse_row(
     clean = []
     if isinstance(messages, list):
         clean = [_check_message(m, f"messages[{i}]", report) for i, m in enumerate(messages)]
-    if "tools" in row:
-        _check_tools(row["tools"], report)
+    declared = _check_tools(row["tools"], report) if "tools" in row else None
     for name in sorted(required_fields):
         if not _has_path(row, name):
             report.error(name, "missing, but the grader reads {{ item.%s }}" % name, f"add {name!r} to every row")
     if not clean or any(m is None for m in clean):
         return None, report.found
     _check_last_turn(clean, purpose, report)
+    _check_transcript(clean, declared, report)
     item = dict(row)
     item["messages"] = clean
     return Example(messages=clean, item=item, tools=row.get("tools"), source=source, line=raw.line), report.found

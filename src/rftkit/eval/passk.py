@@ -43,13 +43,15 @@ class EvalResult:
 def sample_and_grade(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, samples: int, params: SamplingParams,
     batch_prompts: int, generator: torch.Generator | None, on_batch: Callable[[int], None] | None = None,
+    sampler: Callable = sample_groups,
 ) -> list[Group]:
-    """`samples` graded completions per example, generated `batch_prompts` prompts at a time."""
+    """`samples` graded completions per example, generated `batch_prompts` prompts at a time
+    (`sampler`: single completions, or a job's multi-turn episodes)."""
     groups: list[Group] = []
     for start in range(0, len(examples), batch_prompts):
         chunk = examples[start:start + batch_prompts]
         prompts = [encode_prompt(tokenizer, e) for e in chunk]
-        new = sample_groups(engine, tokenizer, chunk, prompts, samples, params, generator=generator)
+        new = sampler(engine, tokenizer, chunk, prompts, samples, params, generator=generator)
         grade_groups(grader, new)
         groups.extend(new)
         if on_batch is not None:
@@ -60,13 +62,14 @@ def sample_and_grade(
 def evaluate(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, k: int, params: SamplingParams,
     threshold: float = 1.0, batch_prompts: int = 64, seed: int = 0, greedy: bool = True,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None, sampler: Callable = sample_groups,
 ) -> EvalResult:
     """Sample k completions per prompt (and one greedy answer when `greedy`), grade, summarise.
     The engine samples with the weights it has: sync it first (`RLTrainer.sync_engine`)."""
     generator = torch.Generator().manual_seed(seed)
     groups = sample_and_grade(engine, tokenizer, grader, examples, samples=k, params=params,
-                              batch_prompts=max(1, batch_prompts // k), generator=generator, on_batch=on_batch)
+                              batch_prompts=max(1, batch_prompts // k), generator=generator, on_batch=on_batch,
+                              sampler=sampler)
     correct = [sum(r >= threshold for r in g.rewards) for g in groups]
     result = EvalResult(
         k=k,
@@ -79,6 +82,6 @@ def evaluate(
     if greedy and examples:
         greedy_params = SamplingParams(params.max_new_tokens, temperature=0.0)
         answers = sample_and_grade(engine, tokenizer, grader, examples, samples=1, params=greedy_params,
-                                   batch_prompts=batch_prompts, generator=None)
+                                   batch_prompts=batch_prompts, generator=None, sampler=sampler)
         result.greedy_pass = statistics.fmean(g.rewards[0] >= threshold for g in answers)
     return result

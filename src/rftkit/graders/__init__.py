@@ -2,12 +2,14 @@
 
 Importing this package registers every built-in grader type; `build_grader(spec)` makes one.
 OpenAI's types: string_check, text_similarity, python, score_model, label_model, multi.
-rftkit's own: sql_execution, code_tests, json_schema, endpoint, function, reward_model.
+rftkit's own: sql_execution, code_tests, json_schema, endpoint, function, reward_model,
+environment_reward (the reward a multi-turn episode's environment gave).
 """
 
 from rftkit.graders import (  # noqa: F401  (importing a module registers its grader type)
     code_tests,
     endpoint,
+    environment,
     function,
     json_schema,
     label_model,

@@ -3,7 +3,8 @@
     {"type": "python", "name": "len", "source": "def grade(sample, item):\\n    return ..."}
 
 `sample` is a dict with output_text, output_json (None when the text is not JSON),
-output_tools and finish_reason; `item` is the dataset row. The source (at most 256 kB) is
+output_tools, finish_reason, and for multi-turn episodes messages (the whole conversation) and
+stop_reason; `item` is the dataset row. The source (at most 256 kB) is
 loaded once in each warm sandbox worker and every grade runs in a fresh fork of it, so one
 sample cannot change what the next one sees (sandbox/worker.py). Errors are named as OpenAI
 names them: python_grader_runtime_error for the code's exceptions and bad return values,
@@ -59,7 +60,8 @@ def source_problems(source: str, field: str = "source") -> list[str]:
 
 def sample_dict(sample: Sample) -> dict:
     return {"output_text": sample.output_text, "output_json": sample.output_json,
-            "output_tools": sample.output_tools, "finish_reason": sample.finish_reason}
+            "output_tools": sample.output_tools, "finish_reason": sample.finish_reason,
+            "messages": sample.messages, "stop_reason": sample.stop_reason}
 
 
 def reply_score(reply: dict) -> Score:

@@ -1,7 +1,9 @@
 """Template variables in grader specs: `{{ sample.output_text }}`, `{{ item.answer }}`, ...
 
 - `{{ sample.output_text }}`: the completion's text; `{{ sample.output_json.a.b }}`: a field of
-  the completion parsed as JSON; `{{ sample.output_tools }}`: its tool calls (as JSON).
+  the completion parsed as JSON; `{{ sample.output_tools }}`: its tool calls (as JSON); for a
+  multi-turn episode, `{{ sample.messages }}` (the whole conversation, as JSON) and
+  `{{ sample.stop_reason }}`.
 - `{{ item.field.nested }}`: a field of the dataset row (list elements by index: `item.xs.0`).
 
 A variable that does not resolve is an `invalid_variable_error` for that sample (reward 0),
@@ -46,7 +48,8 @@ def item_fields(spec: Any) -> set[str]:
 
 def sample_namespace(sample: Sample) -> dict[str, Any]:
     """What `{{ sample.* }}` can reach. `output_json` is parsed on first use only."""
-    return {"output_text": sample.output_text, "output_tools": sample.output_tools}
+    return {"output_text": sample.output_text, "output_tools": sample.output_tools,
+            "messages": sample.messages, "stop_reason": sample.stop_reason}
 
 
 def lookup(name: str, sample: Sample, item: dict) -> Any:

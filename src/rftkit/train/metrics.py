@@ -50,6 +50,26 @@ def reward_metrics(groups: list[Group], prefix: str, pass_threshold: float) -> d
     }
 
 
+def episode_metrics(samples: list, prefix: str = "") -> dict:
+    """Of multi-turn episodes (samples with messages): model turns and tool calls per episode,
+    the share of tool calls that failed, and the share of episodes per stop reason."""
+    from rftkit.types import STOP_REASONS
+
+    episodes = [s for s in samples if s.messages]
+    if not episodes:
+        return {}
+    calls = [c for s in episodes for c in s.output_tools]
+    turns = [sum(t.role == "assistant" for t in s.trajectory.turns) for s in episodes if s.trajectory]
+    row = {
+        f"{prefix}episode_turns_mean": statistics.fmean(turns) if turns else 0.0,
+        f"{prefix}tool_calls_mean": len(calls) / len(episodes),
+        f"{prefix}tool_error_rate": sum(bool(c.get("error")) for c in calls) / len(calls) if calls else 0.0,
+    }
+    for reason in STOP_REASONS:
+        row[f"{prefix}stop_{reason}_frac"] = sum(s.stop_reason == reason for s in episodes) / len(episodes)
+    return row
+
+
 def step_metrics(step: int, epoch: float, draw, timer: PhaseTimer, update_stats: dict, pass_threshold: float) -> dict:
     """The metrics row of one step: `draw` is the step's `rl.Draw` (kept, drawn and graded groups)."""
     import torch
@@ -71,6 +91,7 @@ def step_metrics(step: int, epoch: float, draw, timer: PhaseTimer, update_stats:
         # tokens of the groups the update used that the loss is computed on (sampled by the policy)
         "train_tokens": sum(s.trajectory.sampled_tokens for g in kept for s in g.samples),
     })
+    row.update(episode_metrics(samples))
     row.update(update_stats)
     row.update(timer.metrics())
     row["samples_per_s"] = len(samples) / seconds["step"] if seconds.get("step") else 0.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -75,16 +76,17 @@ class RLTrainer:
 
     def __init__(self, model, tokenizer, grader: Grader, examples: list[Example], settings: ResolvedReinforcement,
                  *, engine: Engine | None = None, reference: torch.nn.Module | None = None,
-                 critic: ValueModel | None = None):
-        """`engine` samples (default: `auto` over `model`); `reference` (a frozen copy of the
-        starting policy) is needed only for full fine-tuning with a KL coefficient; under LoRA
-        the adapter is switched off instead."""
+                 critic: ValueModel | None = None, sampler: Callable = sample_groups):
+        """`engine` samples (default: `auto` over `model`); `sampler` draws groups through it
+        (single completions, or multi-turn episodes: `rollout.episodes.EpisodeSampler`);
+        `reference` (a frozen copy of the starting policy) is needed only for full fine-tuning
+        with a KL coefficient; under LoRA the adapter is switched off instead."""
         self.model, self.tokenizer, self.grader, self.examples, self.settings = model, tokenizer, grader, examples, settings
         self.engine = engine or build_engine("auto", EngineContext(model, tokenizer))
         self.is_lora = hasattr(model, "disable_adapter")
         needs_reference = settings.kl.coef > 0 and not self.is_lora
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
-        self.critic = critic
+        self.critic, self.sampler = critic, sampler
         self.optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
         self.critic_optimizer = None
         if critic is not None:
@@ -109,9 +111,9 @@ class RLTrainer:
 
     def sample(self, indices: list[int]) -> list[Group]:
         self.sync_engine()
-        return sample_groups(self.engine, self.tokenizer, [self.examples[i] for i in indices],
-                             [self.prompt_ids(i) for i in indices], self.settings.group_size,
-                             self.settings.sampling, generator=self.generator)
+        return self.sampler(self.engine, self.tokenizer, [self.examples[i] for i in indices],
+                            [self.prompt_ids(i) for i in indices], self.settings.group_size,
+                            self.settings.sampling, generator=self.generator)
 
     def draw(self, timer: PhaseTimer) -> Draw:
         """Sample and grade groups; with dynamic sampling keep only informative ones, sampling

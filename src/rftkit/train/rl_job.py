@@ -25,7 +25,7 @@ from rftkit.data.chat import encode_prompt
 from rftkit.data.validate import load_examples
 from rftkit.errors import RftkitError
 from rftkit.eval.passk import EvalResult, evaluate
-from rftkit.graders import GraderContext, build_grader
+from rftkit.graders import GraderContext
 from rftkit.graders.templates import item_fields
 from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_policy, wrap_lora
 from rftkit.monitor.console import console, progress_bar, step_reporter
@@ -34,6 +34,7 @@ from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
 from rftkit.rollout.engine import EngineUnavailable, job_engine
 from rftkit.train.checkpoint import latest_checkpoint, load_trainer_state, prune_checkpoints, save_checkpoint
 from rftkit.train.critic import ValueModel
+from rftkit.train.job_rollout import job_rollout
 from rftkit.train.rl import RLTrainer, frozen_copy
 from rftkit.train.runlog import RunLog
 from rftkit.train.supervised import prepare_out_dir
@@ -126,10 +127,10 @@ class ReinforcementRun:
 
     def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None]):
         self.spec, self.out, self.log = spec, out, log
-        grader_spec = spec.method.reinforcement.grader
-        self.grader = build_grader(grader_spec, GraderContext(base_dir=base_dir or Path.cwd()),
-                                   source="method.reinforcement.grader")
-        self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), grader_spec, log)
+        rollout = job_rollout(spec, base_dir)
+        self.sampler = rollout.sampler
+        self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd()))
+        self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train))
         self.monitor = HackingMonitor(spec.rftkit.monitor)
         self.warnings: list[str] = []
@@ -141,7 +142,7 @@ class ReinforcementRun:
         self.tokenizer = tokenizer
         engine = job_engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
         self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.resolved, engine=engine,
-                                 reference=reference, critic=critic)
+                                 reference=reference, critic=critic, sampler=self.sampler)
         if checkpoint is not None:
             trainer_state, state = load_trainer_state(checkpoint)
             self.trainer.load_state_dict(trainer_state)
@@ -159,7 +160,7 @@ class ReinforcementRun:
             return evaluate(self.trainer.engine, self.tokenizer, self.grader, self.valid, k=k,
                             params=self.resolved.sampling, threshold=opts.eval.pass_threshold,
                             batch_prompts=opts.eval_batch_size, seed=seed, greedy=greedy,
-                            on_batch=lambda n: progress.advance(task, n))
+                            on_batch=lambda n: progress.advance(task, n), sampler=self.sampler)
 
     def describe(self, result: EvalResult) -> str:
         greedy = f", greedy {result.greedy_pass:.1%}" if result.greedy_pass is not None else ""

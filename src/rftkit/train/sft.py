@@ -1,7 +1,11 @@
-"""Supervised fine-tuning on the final assistant turn of each row.
+"""Supervised fine-tuning on the final assistant turn of each row, or on every assistant turn
+of a tool transcript.
 
 The loss is cross-entropy on the completion tokens only (the assistant's text and its
-end-of-turn token); prompt and padding positions are masked out. Full fine-tuning or LoRA
+end-of-turn token); prompt and padding positions are masked out. A tool transcript (OpenAI's
+format: assistant turns with `tool_calls`, `tool` messages with `tool_call_id`, `tools` on the
+row) is laid out as an episode is (`data.conversation`): every assistant turn from the first
+one is trained, tool-call turns included; tool results and template tokens are masked. Full fine-tuning or LoRA
 depends only on which parameters require grad. This is the SFT half of SFT -> RFT: a few
 labelled answers give a model enough competence for reinforcement to find reward.
 """
@@ -16,6 +20,7 @@ import torch
 
 from rftkit.config import Optimizer
 from rftkit.data.chat import encode_completion, encode_prompt
+from rftkit.data.conversation import conversation_segments
 from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
 from rftkit.train.order import DataOrder
 from rftkit.types import Example
@@ -25,8 +30,22 @@ IGNORE = -100  # label of positions that carry no loss (transformers' convention
 
 @dataclass(frozen=True)
 class SupervisedPair:
+    """Prompt and completion ids; `loss_mask` marks the completion tokens trained on (None: all)."""
+
     prompt_ids: list[int]
     completion_ids: list[int]
+    loss_mask: list[int] | None = None
+
+
+def is_tool_transcript(example: Example) -> bool:
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in example.messages)
+
+
+def encode_transcript(tokenizer, example: Example, max_completion_tokens: int) -> SupervisedPair:
+    prompt, segments = conversation_segments(tokenizer, example.messages, example.tools)
+    ids = [i for s in segments for i in s.ids]
+    mask = [int(s.trained) for s in segments for _ in s.ids]
+    return SupervisedPair(prompt, ids[:max_completion_tokens], mask[:max_completion_tokens])
 
 
 @dataclass(frozen=True)
@@ -43,7 +62,7 @@ class SFTSettings:
 def encode_supervised(tokenizer, examples: list[Example], max_completion_tokens: int) -> list[SupervisedPair]:
     """Prompt and target token ids for every example (targets cut at max_completion_tokens)."""
     return [
-        SupervisedPair(
+        encode_transcript(tokenizer, e, max_completion_tokens) if is_tool_transcript(e) else SupervisedPair(
             encode_prompt(tokenizer, e),
             encode_completion(tokenizer, e.target or "")[:max_completion_tokens],
         )
@@ -61,7 +80,10 @@ def collate(pairs: list[SupervisedPair], pad_id: int):
         ids = pair.prompt_ids + pair.completion_ids
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention_mask[row, : len(ids)] = 1
-        labels[row, len(pair.prompt_ids): len(ids)] = torch.tensor(pair.completion_ids)
+        targets = torch.tensor(pair.completion_ids, dtype=torch.long)
+        if pair.loss_mask is not None:
+            targets = targets.masked_fill(torch.tensor(pair.loss_mask) == 0, IGNORE)
+        labels[row, len(pair.prompt_ids): len(ids)] = targets
     return input_ids, attention_mask, labels
 
 

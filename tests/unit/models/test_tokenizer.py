@@ -33,7 +33,7 @@ def test_chat_template_renders_the_documented_format():
     assert text == "<|bos|><|system|>s<|end|><|user|>2+2=<|end|><|assistant|>"
     tools = [{"type": "function", "function": {"name": "f"}}]
     text = TOKENIZER.apply_chat_template(messages[1:], tools=tools, add_generation_prompt=False, tokenize=False)
-    assert text.startswith('<|bos|><|system|>Tools: [{"type": "function"')
+    assert text == '<|bos|><|system|>Tools: f()<|end|><|user|>2+2=<|end|>'
 
 
 def test_saved_tokenizer_loads_with_auto_tokenizer(tmp_path):
