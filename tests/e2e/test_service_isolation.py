@@ -181,6 +181,12 @@ def test_graders_cannot_reach_the_services_host_or_cloud_metadata(service, trap,
     assert trap.requests == []
 
 
+def test_a_grader_url_that_cannot_be_checked_answers_400(service):
+    for url in ("http://judge:99999/r", "http://[::1/r"):
+        reply = run_grader(service, "alpha", endpoint(url))
+        assert reply.status_code == 400 and "is not a valid URL" in reply.json()["error"]["message"], reply.text
+
+
 def test_jobs_that_call_a_refused_host_are_not_created(service, trap, tmp_path, tiny_dir):
     import shutil
 

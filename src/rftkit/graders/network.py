@@ -169,11 +169,16 @@ class NetworkPolicy:
     def check_url(self, url: str, where: str) -> None:
         """Refuse `url` now (HostRefused naming `where`) if its host may not be reached. A name
         that does not resolve passes: connecting will fail, and is checked again then."""
-        parts = urlsplit(url)
-        if not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
+        except ValueError as err:  # a bad port or bracket
+            raise HostRefused(f"{where}: {url!r} is not a valid URL ({err})",
+                              fix="give a URL like https://host:port/path") from None
+        if not host:
             raise HostRefused(f"{where}: {url!r} names no host", fix="give a URL like https://host/path")
         try:
-            self.addresses(parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme, 80), where)
+            self.addresses(host, port, where)
         except OSError:
             pass
 

@@ -47,6 +47,12 @@ def test_what_graders_over_the_api_may_not_reach(url, reason):
     assert "rftkit serve --allow-grader-host" in message
 
 
+@pytest.mark.parametrize("url", ["http://judge:99999/v1", "http://[::1/v1", "http:///v1"])
+def test_a_url_that_cannot_be_checked_is_refused_naming_it(url):
+    with pytest.raises(HostRefused, match=r"svc: url: .* (is not a valid URL|names no host)"):
+        NetworkPolicy().check_url(url, "svc: url")
+
+
 def test_public_addresses_and_names_that_do_not_resolve_yet_pass():
     NetworkPolicy().check_url("https://8.8.8.8/v1", "judge")
     NetworkPolicy().check_url("http://judge.invalid/v1", "judge")  # connecting fails later, and is checked then
