@@ -62,6 +62,8 @@ class HttpClient:
                                            f"{'try' if err.tries == 1 else 'tries'})") from None
         except HostRefused as err:
             raise GraderFailure(self.kind, str(err)) from None
+        except (httpx.InvalidURL, UnicodeError) as err:  # e.g. a host label IDNA cannot encode
+            raise GraderFailure(self.kind, f"{url} cannot be requested: {err}") from None
         return self.decoded(url, response)
 
     def decoded(self, url: str, response: httpx.Response) -> Any:

@@ -184,7 +184,11 @@ class NetworkPolicy:
 
 
 def _resolve(host: str, port: int) -> list[Address]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address of `host`; OSError when it has none (a name IDNA cannot encode included)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as err:
+        raise OSError(f"{host!r} is not a valid host name ({err})") from None
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
 
 

@@ -78,3 +78,10 @@ def test_a_judges_bad_answer_says_what_was_expected_never_its_body(serve, judge_
         grade = grader.grade(Sample("4"), ITEM)
     details = only_error(grade, "model_grader_server_error")
     assert expected in details and SECRET not in str(grade.metadata)
+
+
+def test_a_url_that_cannot_be_requested_is_each_samples_error(judge_context):
+    url = f"http://{'a' * 70}.example/r"  # a host label longer than DNS allows
+    with build_grader({**ENDPOINT, "url": url}, judge_context(url, judge_max_retries=0)) as grader:
+        details = only_error(grader.grade(Sample("4"), ITEM), "unresponsive_reward_error")
+    assert details.startswith(f"{url} cannot be requested")

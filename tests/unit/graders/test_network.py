@@ -56,6 +56,7 @@ def test_a_url_that_cannot_be_checked_is_refused_naming_it(url):
 def test_public_addresses_and_names_that_do_not_resolve_yet_pass():
     NetworkPolicy().check_url("https://8.8.8.8/v1", "judge")
     NetworkPolicy().check_url("http://judge.invalid/v1", "judge")  # connecting fails later, and is checked then
+    NetworkPolicy().check_url(f"http://{'a' * 70}.com/v1", "judge")  # no IDNA encoding: it cannot resolve either
 
 
 def test_the_operator_allows_hosts_ports_and_networks():
