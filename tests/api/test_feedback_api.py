@@ -24,7 +24,8 @@ ITEMS = [{"item_id": f"q{i}", "prompt": PROMPT, "answers": ["7", "8"]} for i in 
 @pytest.fixture
 def api(tmp_path, tiny_dir):
     app = create_app(ServiceSettings(data_dir=tmp_path / "data", workers=0, poll_seconds=0.05,
-                                     model_dirs=(Path(tiny_dir),)))
+                                     model_dirs=(Path(tiny_dir),),
+                                     grader_hosts=("127.0.0.1",)))  # the operator allows the local judge
     engine = app.state.service.store.engine
     keys = {"ann": create_key(engine, "alpha", "ann")[0], "bob": create_key(engine, "alpha", "bob")[0],
             "beta": create_key(engine, "beta")[0]}

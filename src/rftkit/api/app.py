@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rftkit.api import errors
 from rftkit.api.completions import Adapters
+from rftkit.graders.network import NetworkPolicy
 from rftkit.jobs.db import database_url, open_engine
 from rftkit.jobs.store import Store
 from rftkit.jobs.supervisor import Supervisor
@@ -31,6 +32,8 @@ class ServiceSettings(BaseModel):
                                                          "path (besides DATA_DIR/models and its own jobs).")
     grader_dirs: tuple[Path, ...] = Field((), description="Directories every project's graders may read files "
                                                           "from by relative path (SQLite databases, reward models).")
+    grader_hosts: tuple[str, ...] = Field((), description="Hosts (HOST, HOST:PORT) and networks (CIDR) that graders "
+                                                          "over the API may reach besides public addresses.")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Service:
     supervisor: Supervisor
     serving: ServingClient
     adapters: Adapters = field(default_factory=Adapters)
+    grader_network: NetworkPolicy = field(default_factory=NetworkPolicy)  # graders/network.py
 
     @property
     def data_dir(self) -> Path:
@@ -51,9 +55,11 @@ def build_service(settings: ServiceSettings) -> Service:
     for folder in ("files", "jobs", "models"):
         (data_dir / folder).mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_dir": data_dir})
+    network = NetworkPolicy.parse(settings.grader_hosts)
     store = Store(open_engine(database_url(data_dir, settings.db)))
-    supervisor = Supervisor(store, data_dir, workers=settings.workers, poll=settings.poll_seconds)
-    return Service(settings, store, supervisor, ServingClient())
+    supervisor = Supervisor(store, data_dir, workers=settings.workers, poll=settings.poll_seconds,
+                            grader_network=network)
+    return Service(settings, store, supervisor, ServingClient(), grader_network=network)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:

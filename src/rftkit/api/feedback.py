@@ -231,12 +231,12 @@ class PrelabelBody(BaseModel):
     limit: int = Field(100, ge=1, le=1000, description="Most items to label in this call.")
 
 
-def run_prelabel(store: FeedbackStore, body: PrelabelBody, data_dir: Path) -> dict:
+def run_prelabel(store: FeedbackStore, body: PrelabelBody, data_dir: Path, network) -> dict:
     from rftkit.feedback.prelabel import prelabel
     from rftkit.graders import GraderContext
 
     result = prelabel(store, body.grader, criterion=body.criterion, unsafe_below=body.unsafe_below,
-                      context=GraderContext(base_dir=data_dir), limit=body.limit)
+                      context=GraderContext(base_dir=data_dir, network=network), limit=body.limit)
     return {"object": "feedback.prelabel", "judgement_ids": result.judgement_ids, "skipped": result.skipped}
 
 
@@ -246,7 +246,8 @@ async def prelabel_items(request: Request, body: PrelabelBody, store: FeedbackSt
     if body.grader.get("type") not in JUDGE_TYPES:
         raise RftkitError(f"grader.type: {body.grader.get('type')!r} cannot pre-label",
                           fix=f"use a judge: {' or '.join(JUDGE_TYPES)}")
-    return await run_in_threadpool(run_prelabel, store, body, request.app.state.service.data_dir)
+    service = request.app.state.service
+    return await run_in_threadpool(run_prelabel, store, body, service.data_dir, service.grader_network)
 
 
 @router.get("/agreement")

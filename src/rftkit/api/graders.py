@@ -16,11 +16,12 @@ from rftkit.jobs.validate import service_function_problems
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
 
-def _context():
+def _context(request: Request):
     from rftkit.graders import GraderContext
 
-    # every file a grader names is resolved by `for_project` first: no path is relative to anything
-    return GraderContext(base_dir=Path("/nonexistent"))
+    # every file a grader names is resolved by `for_project` first: no path is relative to anything;
+    # every host it calls obeys the operator's rule (graders/network.py)
+    return GraderContext(base_dir=Path("/nonexistent"), network=request.app.state.service.grader_network)
 
 
 def _checked(request: Request, owner: str, grader: Any) -> dict:
@@ -50,7 +51,7 @@ async def run_grader(request: Request, grader: Any = Body(...), model_sample: st
                      item: Any = Body(None), owner: str = Depends(project)) -> dict:
     if item is not None and not isinstance(item, dict):
         raise RftkitError("item: must be an object (the dataset row the grader reads as item)")
-    return await run_in_threadpool(_run, _context(), _checked(request, owner, grader), model_sample, item or {})
+    return await run_in_threadpool(_run, _context(request), _checked(request, owner, grader), model_sample, item or {})
 
 
 def _validate(context, grader: dict) -> dict:
@@ -64,4 +65,4 @@ def _validate(context, grader: dict) -> dict:
 
 @router.post("/validate")
 async def validate(request: Request, grader: Any = Body(..., embed=True), owner: str = Depends(project)) -> dict:
-    return await run_in_threadpool(_validate, _context(), _checked(request, owner, grader))
+    return await run_in_threadpool(_validate, _context(request), _checked(request, owner, grader))

@@ -40,7 +40,7 @@ def _job(service, job: dict) -> dict:
 
 def _create(service, owner: str, body: dict, key: str | None) -> dict:
     values = prepare_job(service.store, owner, body, service.data_dir, service.settings.grader_dirs,
-                         service.settings.model_dirs)
+                         service.settings.model_dirs, network=service.grader_network)
     job, _created = service.store.create_job(owner, values, key)
     return job
 

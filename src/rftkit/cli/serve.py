@@ -44,6 +44,12 @@ def serve(
         [], "--grader-dir", help="A directory whose files every project's graders may name by relative path "
                                  "(SQLite databases, reward models); repeatable. Otherwise graders read only "
                                  "the project's uploads (purpose user_data)."),
+    allow_grader_host: list[str] = typer.Option(
+        [], "--allow-grader-host", envvar="RFTKIT_ALLOW_GRADER_HOSTS", show_default=False,
+        help="A host (HOST or HOST:PORT) or network (CIDR, e.g. 10.0.0.0/8) that graders over the API may reach "
+             "although it is not public (loopback, private, link-local); repeatable; the variable, space-separated, "
+             "is used when no flag is given. Otherwise endpoint and judge graders reach only public addresses "
+             "(docs/security.md)."),
 ) -> None:
     """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
     import uvicorn
@@ -53,7 +59,8 @@ def serve(
 
     settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers,
                                model_dirs=tuple(d.resolve() for d in model_dir),
-                               grader_dirs=tuple(d.resolve() for d in grader_dir))
+                               grader_dirs=tuple(d.resolve() for d in grader_dir),
+                               grader_hosts=tuple(allow_grader_host))
     app = create_app(settings)
     engine = app.state.service.store.engine
     if not any_keys(engine) and not os.environ.get(ENV_KEY):

@@ -31,10 +31,13 @@ def train(
         summary = run_supervised_job(spec, out_dir, overwrite=overwrite)
         out.print(f"done in {summary.seconds:.0f} s: model in {summary.model_dir}")
         return
+    from rftkit.graders.network import NetworkPolicy
     from rftkit.train.rl_job import run_reinforcement_job
 
+    # None on the user's own machine (any host); a job of `rftkit serve` gets the operator's rule
+    network = NetworkPolicy.from_env()
     summary = run_reinforcement_job(spec, out_dir, resume=resume, force=force, overwrite=overwrite,
-                                    base_dir=job.resolve().parent)
+                                    base_dir=job.resolve().parent, network=network)
     print_rl_summary(summary)
     if summary.status == "paused":
         raise typer.Exit(3)

@@ -18,13 +18,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rftkit.errors import RftkitError
 from rftkit.graders.sandbox.limits import SandboxLimits
 from rftkit.types import Grade, Sample
+
+if TYPE_CHECKING:
+    from rftkit.graders.network import NetworkPolicy
 
 # The error kinds of OpenAI's graders/run metadata, in its order.
 ERROR_KINDS = (
@@ -74,6 +77,7 @@ class GraderContext:
     http_concurrency: int = 16  # requests in flight per grader during a batch
     embedding_model: str | None = None  # a local model directory for cosine; else $RFTKIT_EMBEDDING_MODEL
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    network: NetworkPolicy | None = None  # None: any host (the user's own commands); set over the API (network.py)
 
 
 @dataclass

@@ -48,7 +48,8 @@ def lambda_record(index: int, sample: Sample, item: dict) -> dict:
 
 def record_score(record: Any) -> Score:
     if not isinstance(record, dict) or "aggregate_reward_score" not in record:
-        raise GraderFailure("other_error", f"a reply record lacks aggregate_reward_score: {str(record)[:200]}")
+        raise GraderFailure("other_error", "a reply record lacks aggregate_reward_score (expected "
+                                           '{"id": ..., "aggregate_reward_score": number})')
     reward = finite_reward(record["aggregate_reward_score"])
     metrics = {}
     for metric in record.get("metrics_list") or []:
@@ -64,7 +65,9 @@ class Endpoint(Grader):
     def __init__(self, spec: EndpointSpec, context):
         super().__init__(spec, context)
         self.settings = settings_from(context)
-        self.http = HttpClient(self.settings, dict(spec.headers), "unresponsive_reward_error")
+        if context.network is not None:
+            context.network.check_url(spec.url, f"{self.name}: url")
+        self.http = HttpClient(self.settings, dict(spec.headers), "unresponsive_reward_error", context.network)
 
     def score(self, sample: Sample, item: dict) -> Score:
         outcome = self.post([lambda_record(0, sample, item)])["0"]
@@ -77,7 +80,8 @@ class Endpoint(Grader):
         try:
             reply = self.http.post_json(self.spec.url, records)
             if not isinstance(reply, list):
-                raise GraderFailure("unresponsive_reward_error", f"the reply is not a JSON array: {str(reply)[:200]}")
+                raise GraderFailure("unresponsive_reward_error", f"the reply is a JSON {type(reply).__name__}; "
+                                                                 "expected an array of records")
         except GraderFailure as failure:
             return {r["id"]: failure for r in records}
         by_id = {str(r.get("id")): r for r in reply if isinstance(r, dict)}

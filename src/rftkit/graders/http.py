@@ -1,6 +1,12 @@
 """HTTP for graders that call out (LLM judges, reward endpoints): retries with backoff
 (`rftkit.retry`: connection errors, timeouts, 408, 409, 429 and 5xx), and failures as
 GraderFailure, so that a flaky server costs samples, never the run.
+
+Errors say what was expected and how the server answered (its status, the kind of reply),
+never the body: over the API a grader's error goes back to the project that posted it, and
+the body of whatever server it pointed at must not. Redirects are not followed (a grader
+names its final URL), and over the API every connection obeys the operator's network rule
+(network.py).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 import httpx
 
 from rftkit.graders.base import GraderFailure
+from rftkit.graders.network import HostRefused, NetworkPolicy, guarded_transport
 from rftkit.retry import RetriesExhausted, post_retrying
 
 
@@ -39,24 +46,40 @@ class HttpClient:
     """A pooled, thread-safe client that POSTs JSON and returns the decoded reply."""
 
     def __init__(self, settings: HttpSettings, headers: dict[str, str] | None = None,
-                 server_error_kind: str = "model_grader_server_error"):
+                 server_error_kind: str = "model_grader_server_error", network: NetworkPolicy | None = None):
         self.settings, self.kind = settings, server_error_kind
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        self.client = httpx.Client(timeout=settings.timeout_seconds, headers=headers or {}, limits=limits)
+        transport = guarded_transport(network, limits) if network is not None else None
+        self.client = httpx.Client(timeout=settings.timeout_seconds, headers=headers or {}, limits=limits,
+                                   transport=transport, follow_redirects=False)
 
     def post_json(self, url: str, body: Any) -> Any:
         try:
             response = post_retrying(self.client, url, body, retries=self.settings.max_retries,
-                                     backoff_s=self.settings.backoff_seconds)
+                                     backoff_s=self.settings.backoff_seconds, quote_body=False)
         except RetriesExhausted as err:
             raise GraderFailure(self.kind, f"{err.last} (gave up after {err.tries} "
                                            f"{'try' if err.tries == 1 else 'tries'})") from None
-        if response.status_code >= 400:
-            raise GraderFailure(self.kind, f"{url} answered HTTP {response.status_code}: {response.text[:300]}")
+        except HostRefused as err:
+            raise GraderFailure(self.kind, str(err)) from None
+        except (httpx.InvalidURL, UnicodeError) as err:  # e.g. a host label IDNA cannot encode
+            raise GraderFailure(self.kind, f"{url} cannot be requested: {err}") from None
+        return self.decoded(url, response)
+
+    def decoded(self, url: str, response: httpx.Response) -> Any:
+        """The reply's JSON, or GraderFailure saying how the answer differed from one (no body)."""
+        status = response.status_code
+        if 300 <= status < 400:
+            raise GraderFailure(self.kind, f"{url} answered a redirect (HTTP {status}); graders do not follow "
+                                           f"redirects: name the final URL")
+        if status >= 400 or status < 200:
+            raise GraderFailure(self.kind, f"{url} answered HTTP {status}; expected 200 with a JSON body")
         try:
             return response.json()
         except ValueError:
-            raise GraderFailure(self.kind, f"{url} answered with invalid JSON: {response.text[:200]!r}") from None
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise GraderFailure(self.kind, f"{url} answered HTTP {status} with a body that is not JSON "
+                                           f"({kind}, {len(response.content)} bytes); expected JSON") from None
 
     def close(self) -> None:
         self.client.close()

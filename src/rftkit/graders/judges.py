@@ -118,7 +118,9 @@ class ModelJudge(Grader):
         self.base_url, api_key = judge_endpoint(context)
         self.settings = settings_from(context)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = HttpClient(self.settings, headers, "model_grader_server_error")
+        if context.network is not None and self.base_url:
+            context.network.check_url(self.base_url, f"{self.name}: the judge endpoint (RFTKIT_JUDGE_BASE_URL)")
+        self.http = HttpClient(self.settings, headers, "model_grader_server_error", context.network)
 
     def instructions(self) -> str:
         raise NotImplementedError
@@ -154,7 +156,8 @@ class ModelJudge(Grader):
         try:
             message = reply["choices"][0]["message"]
         except (KeyError, IndexError, TypeError):
-            raise GraderFailure("model_grader_server_error", f"not a chat completion: {str(reply)[:200]}") from None
+            raise GraderFailure("model_grader_server_error", "the judge's reply is not a chat completion "
+                                                             "(expected choices[0].message)") from None
         if message.get("refusal"):
             raise GraderFailure("model_grader_refusal_error", str(message["refusal"])[:300])
         score = self.read_reply(message.get("content") or "")

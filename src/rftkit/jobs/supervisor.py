@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rftkit.errors import RftkitError
+from rftkit.graders.network import WORKER_ENV, NetworkPolicy
 from rftkit.jobs import runs
 from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
@@ -75,8 +76,9 @@ def last_error(log_path: Path) -> str:
 
 class Supervisor:
     def __init__(self, store: Store, data_dir: Path, workers: int = 1, poll: float = 0.5,
-                 python: str = sys.executable):
+                 python: str = sys.executable, grader_network: NetworkPolicy = NetworkPolicy()):
         self.store, self.data_dir, self.workers, self.poll, self.python = store, data_dir, workers, poll, python
+        self.grader_network = grader_network  # handed to each trainer in its environment (graders/network.py)
         self.children: dict[str, Child] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,9 +250,13 @@ class Supervisor:
         log = (run_dir.parent / "worker.log").open("a", encoding="utf-8")
         process = subprocess.Popen(command + (["--resume"] if step is not None else []), stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_die_with_parent, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                   preexec_fn=_die_with_parent, env=self._worker_env())
         self.children[job["id"]] = Child(job["id"], process, run_dir, log)
         self.store.update_job(job["id"], pid=process.pid)
+
+    def _worker_env(self) -> dict[str, str]:
+        """The server's environment, plus the network rule its graders obey (a project's job)."""
+        return {**os.environ, "PYTHONWARNINGS": "ignore", WORKER_ENV: self.grader_network.to_env()}
 
     def _try(self, job_id: str, action: str, message: str, **values) -> bool:
         """Apply a transition the worker makes; False when a user's action got there first."""

@@ -10,6 +10,7 @@ from rftkit.config import parse_job
 from rftkit.resolved import resolve_reinforcement, resolve_supervised
 from rftkit.data.validate import check_dataset
 from rftkit.errors import RftkitError
+from rftkit.graders.network import NetworkPolicy
 from rftkit.graders.templates import item_fields
 
 
@@ -84,8 +85,10 @@ def _file_path(store, project: str, body: dict, field: str, method: str) -> str 
 
 
 def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tuple[Path, ...] = (),
-                model_dirs: tuple[Path, ...] = ()) -> dict:
-    """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400)."""
+                model_dirs: tuple[Path, ...] = (), *, network: NetworkPolicy = NetworkPolicy()) -> dict:
+    """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400).
+    `network`: the hosts its graders may reach (the operator's --allow-grader-host)."""
+    from rftkit.graders import GraderContext
     from rftkit.graders.validate import validate_grader
     from rftkit.jobs.grader_files import for_project
     from rftkit.jobs.models import resolve_model
@@ -110,7 +113,8 @@ def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tu
     parsed = parse_job({k: v for k, v in spec.items() if v is not None}, "body")
     if parsed.method.reinforcement is not None:
         grader = parsed.method.reinforcement.grader
-        problems = service_function_problems(grader) or validate_grader(grader, source="method.reinforcement.grader")
+        problems = service_function_problems(grader) or validate_grader(
+            grader, GraderContext(base_dir=Path("/nonexistent"), network=network), source="method.reinforcement.grader")
         if problems:
             raise RftkitError("; ".join(problems))
     job_id = new_id("ftjob-")

@@ -26,6 +26,7 @@ from rftkit.data.validate import load_examples
 from rftkit.errors import RftkitError
 from rftkit.eval.passk import EvalResult, evaluate
 from rftkit.graders import GraderContext
+from rftkit.graders.network import NetworkPolicy
 from rftkit.graders.templates import item_fields
 from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_policy, wrap_lora
 from rftkit.monitor.console import console, progress_bar, step_reporter
@@ -125,11 +126,12 @@ def _build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Pa
 class ReinforcementRun:
     """The state of one run: what `run_reinforcement_job` builds and then drives."""
 
-    def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None]):
+    def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None],
+                 network: NetworkPolicy | None = None):
         self.spec, self.out, self.log = spec, out, log
         rollout = job_rollout(spec, base_dir)
         self.sampler = rollout.sampler
-        self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd()))
+        self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train))
         self.monitor = HackingMonitor(spec.rftkit.monitor)
@@ -271,19 +273,22 @@ def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, e
 def run_reinforcement_job(
     spec: JobSpec, out: Path, *, resume: bool = False, force: bool = False, overwrite: bool = False,
     base_dir: Path | None = None, log: Callable[[str], None] = console.print, stop: StopRequest | None = None,
+    network: NetworkPolicy | None = None,
 ) -> RLSummary:
+    """`network`: the hosts graders may reach (graders/network.py); None, any (the user's own run)."""
     stop = stop or StopRequest()
     with stop:  # from here on SIGTERM / Ctrl-C mean "pause after this step", even during set-up
-        return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log, stop=stop)
+        return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log, stop=stop,
+                    network=network)
 
 
-def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest) -> RLSummary:
+def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest, network) -> RLSummary:
     if resume:
         checkpoint = latest_checkpoint(out)
     else:
         prepare_out_dir(out, overwrite)
         checkpoint = None
-    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log)
+    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network)
     run.start(checkpoint.path if checkpoint else None)
     summary = RLSummary("running", len(run.train), len(run.valid), run.trainer.step_count, run.resolved.total_steps)
     run_log = RunLog(out, spec.rftkit.monitor.sinks, resume_step=checkpoint.step if checkpoint else None)

@@ -16,7 +16,8 @@ from rftkit.graders.sandbox import SandboxLimits, SandboxPool, SandboxUnavailabl
 
 class ScriptedServer:
     """A real HTTP server on 127.0.0.1. `reply(path, body) -> (status, json_body)` decides each
-    answer; every request body is kept in `requests`, in arrival order."""
+    answer (bytes are sent as they are; a third item adds headers); every request body is kept
+    in `requests`, in arrival order."""
 
     def __init__(self, reply: Callable[[str, object], tuple[int, object]]):
         self.reply, self.requests, self.lock = reply, [], threading.Lock()
@@ -27,10 +28,11 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-                status, answer = server.reply(self.path, body)
-                data = json.dumps(answer).encode()
+                status, answer, *headers = server.reply(self.path, body)
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in {"Content-Type": "application/json", **(headers[0] if headers else {})}.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
