@@ -86,10 +86,11 @@ def test_a_key_sees_only_its_own_projects_files_and_jobs(api):
 def test_idempotency_key_creates_at_most_one_job(api):
     client, keys, tmp_path, model = api
     first = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()
-    again = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()
-    other = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k2"}).json()
+    file_id = first["training_file"]
+    again = new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "k1"}).json()
+    other = new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "k2"}).json()
     assert first["id"] == again["id"] != other["id"]
-    results, file_id = [], first["training_file"]
+    results = []
     threads = [threading.Thread(target=lambda: results.append(
         new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "race"}).json()["id"]))
         for _ in range(6)]
@@ -101,6 +102,21 @@ def test_idempotency_key_creates_at_most_one_job(api):
     assert len(client.get("/v1/fine_tuning/jobs", headers=auth(keys["alpha"])).json()["data"]) == 3
     # the same key in another project is another request
     assert new_job(client, keys["beta"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()["id"] != first["id"]
+
+
+def test_idempotency_key_reused_with_another_body_answers_409(api):
+    client, keys, tmp_path, model = api
+    first = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"})
+    assert first.status_code == 200
+    other_file = upload(client, keys["alpha"], write_rl_files(tmp_path / "other")[0]).json()["id"]
+    reused = new_job(client, keys["alpha"], tmp_path, model, other_file, **{"Idempotency-Key": "k1"})
+    assert reused.status_code == 409, reused.text
+    error = reused.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "idempotency_key_reused"
+    assert error["param"] == "Idempotency-Key" and first.json()["id"] in error["message"]
+    assert len(client.get("/v1/fine_tuning/jobs", headers=auth(keys["alpha"])).json()["data"]) == 1
+    same = new_job(client, keys["alpha"], tmp_path, model, first.json()["training_file"], **{"Idempotency-Key": "k1"})
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
 
 
 def test_malformed_uploads_are_rejected_with_line_numbers(api):

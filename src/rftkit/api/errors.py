@@ -1,7 +1,8 @@
 """Errors as OpenAI returns them: `{"error": {"message", "type", "param", "code"}}`.
 
 RftkitError (a problem with the request) answers 400, its NotFound and the feedback store's
-UnknownRecord 404, JobConflict 409; a missing or bad key 401.
+UnknownRecord 404, JobConflict and KeyReused 409, DatabaseBusy (a write lock held past
+the busy timeout) 503; a missing or bad key 401.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from starlette.exceptions import HTTPException
 
 from rftkit.errors import RftkitError
 from rftkit.feedback.records import UnknownRecord
+from rftkit.jobs.db import DatabaseBusy
 from rftkit.jobs.models import ModelNotDeletable
 from rftkit.jobs.states import JobConflict
-from rftkit.jobs.store import NotFound
+from rftkit.jobs.store import KeyReused, NotFound
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
@@ -29,6 +31,12 @@ def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
         return error_response(404, str(err), code="not_found")
     if isinstance(err, ModelNotDeletable):
         return error_response(403, str(err), code="model_not_deletable")
+    if isinstance(err, DatabaseBusy):
+        response = error_response(503, str(err), "server_error", code="database_busy")
+        response.headers["Retry-After"] = "1"
+        return response
+    if isinstance(err, KeyReused):
+        return error_response(409, str(err), code="idempotency_key_reused", param="Idempotency-Key")
     if isinstance(err, JobConflict):
         return error_response(409, str(err), code="invalid_state")
     return error_response(400, str(err))
