@@ -302,3 +302,38 @@ def test_model_errors_do_not_show_the_servers_paths(api):
     unknown_job = new_job(client, keys["alpha"], tmp_path, "no-such-model").json()["error"]["message"]
     for message in (base, unknown_chat, unknown_job):
         assert "DATA_DIR/models" in message and data_dir not in message, message
+
+
+@pytest.mark.parametrize("name", ["m" * 300, "/" + "d" * 300 + "/model", "ft:" + "x" * 2000, "a\x00b", "."])
+def test_model_names_no_file_can_have_answer_4xx_before_the_file_system(api, name):
+    client, keys, _, _ = api
+    headers = auth(keys["alpha"])
+    from urllib.parse import quote
+
+    deleted = client.delete(f"/v1/models/{quote(name, safe='')}", headers=headers)
+    chat = client.post("/v1/chat/completions", headers=headers,
+                       json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+    completion = client.post("/v1/completions", headers=headers, json={"model": name, "prompt": "hi"})
+    for reply in (deleted, chat, completion):
+        assert 400 <= reply.status_code < 500, reply.text
+        assert isinstance(reply.json()["error"]["message"], str)
+
+
+def test_path_like_names_are_not_hub_ids(api):
+    client, keys, _, _ = api
+    for name in ("../../etc/passwd", "data/jobs/ftjob-1/model", "a/../b"):
+        reply = client.post("/v1/completions", headers=auth(keys["alpha"]), json={"model": name, "prompt": "hi"})
+        assert reply.status_code == 404 and "hub id (org/name)" in reply.json()["error"]["message"], name
+
+
+def test_junk_ids_cursors_and_keys_answer_4xx(api):
+    client, keys, tmp_path, model = api
+    headers = auth(keys["alpha"])
+    job = new_job(client, keys["alpha"], tmp_path, model).json()
+    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=headers,
+                        params={"after": "ftevent-" + "9" * 40})
+    assert events.status_code == 404, events.text
+    for path in ("/v1/fine_tuning/jobs/" + "j" * 500, "/v1/files/" + "f" * 500, "/v1/files/%C3%A9"):
+        assert client.get(path, headers=headers).status_code == 404, path
+    long_key = new_job(client, keys["alpha"], tmp_path, model, job["training_file"], **{"Idempotency-Key": "k" * 256})
+    assert long_key.status_code == 400 and "Idempotency-Key: 1 to 255" in long_key.json()["error"]["message"]

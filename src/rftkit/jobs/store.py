@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 from typing import Any, Iterable
@@ -31,6 +32,11 @@ class NotFound(RftkitError):
     """No such object in the caller's project (HTTP 404)."""
 
 
+# what an id the service made can look like (`ftjob-<hex>`, `file-<hex>`; tests use shorter ones):
+# anything else is no such object, answered before it reaches a query (PostgreSQL refuses NUL)
+ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
 class KeyReused(RftkitError):
     """An idempotency key sent again with a different request body (HTTP 409)."""
 
@@ -43,15 +49,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
 
 
+def checked_id(value: Any, what: str) -> str:
+    """`value` when it can be an id; NotFound (404, as for any unknown id) otherwise."""
+    if not isinstance(value, str) or not ID.fullmatch(value):
+        raise NotFound(f"no {what} {str(value)[:80]!r}")
+    return value
+
+
 def event_id(seq: int) -> str:
     return f"ftevent-{seq:010d}"
 
 
 def _seq_of_event(event: str) -> int:
-    try:
-        return int(event.removeprefix("ftevent-"))
-    except ValueError:
-        raise NotFound(f"no event {event!r}") from None
+    digits = event.removeprefix("ftevent-")
+    if not re.fullmatch(r"[0-9]{1,18}", digits):  # beyond 18 digits SQLite's integers overflow
+        raise NotFound(f"no event {event[:80]!r}")
+    return int(digits)
 
 
 def body_digest(body: Any) -> str:
@@ -92,6 +105,7 @@ class Store:
         return row
 
     def file(self, project: str, file_id: str) -> dict:
+        checked_id(file_id, "file")
         with self.engine.connect() as conn:
             row = conn.execute(select(files).where(files.c.id == file_id, files.c.project == project)).mappings().first()
         if row is None:
@@ -154,6 +168,7 @@ class Store:
 
     def job(self, job_id: str, project: str | None = None) -> dict:
         """The job; NotFound when it does not exist or belongs to another project."""
+        checked_id(job_id, "fine-tuning job")
         query = select(jobs).where(jobs.c.id == job_id)
         if project is not None:
             query = query.where(jobs.c.project == project)
@@ -197,6 +212,7 @@ class Store:
     def change(self, job_id: str, action: str, message: str | None = None, *, project: str | None = None,
                level: str = "info", **values: Any) -> dict:
         """Apply `action` to the job's status (compare-and-set), with `values` and an event."""
+        checked_id(job_id, "fine-tuning job")
         with self.engine.begin() as conn:
             query = select(jobs.c.status).where(jobs.c.id == job_id)
             if project is not None:
