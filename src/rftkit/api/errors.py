@@ -2,7 +2,8 @@
 
 RftkitError (a problem with the request) answers 400, its NotFound and the feedback store's
 UnknownRecord 404, JobConflict and KeyReused 409, DatabaseBusy (a write lock held past
-the busy timeout) 503; a missing or bad key 401.
+the busy timeout) 503; a missing or bad key 401. A body or an uploaded file over the server's limit answers 413
+(UploadTooLarge, or Starlette's limit on the body as it streams: see app.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from rftkit.jobs.states import JobConflict
 from rftkit.jobs.store import KeyReused, NotFound
 
 
+class UploadTooLarge(RftkitError):
+    """An uploaded file over `max_upload_bytes` (HTTP 413)."""
+
+
+def too_large_message(limit: int) -> str:
+    return (f"request body: over the server's limit of {limit} bytes — upload a smaller file, or ask the "
+            "operator to raise `rftkit serve --max-upload-bytes`")
+
+
 def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
                    param: str | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -31,6 +41,8 @@ def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
         return error_response(404, str(err), code="not_found")
     if isinstance(err, ModelNotDeletable):
         return error_response(403, str(err), code="model_not_deletable")
+    if isinstance(err, UploadTooLarge):
+        return error_response(413, str(err), code="file_too_large")
     if isinstance(err, DatabaseBusy):
         response = error_response(503, str(err), "server_error", code="database_busy")
         response.headers["Retry-After"] = "1"
@@ -42,7 +54,10 @@ def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
     return error_response(400, str(err))
 
 
-def _http_error(_request: Request, err: HTTPException) -> JSONResponse:
+def _http_error(request: Request, err: HTTPException) -> JSONResponse:
+    if err.status_code == 413:  # the body limit, raised while the body streams
+        limit = request.app.state.service.settings.max_upload_bytes
+        return error_response(413, too_large_message(limit), code="file_too_large")
     kind = "authentication_error" if err.status_code == 401 else "invalid_request_error"
     response = error_response(err.status_code, str(err.detail), kind, code=kind if err.status_code == 401 else None)
     if err.headers:
