@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from pg_server import postgres_url  # noqa: F401  (a fixture)
 from service_helpers import Server, create_key
 
 SEED = 17
@@ -82,13 +83,31 @@ def routes(url: str) -> list[tuple[str, str]]:
     return sorted((method.upper(), path) for path, methods in schema["paths"].items() for method in methods)
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, tmp_path):
+    """A server on SQLite, and one on PostgreSQL (which refuses what SQLite takes: NUL in text)."""
+    db = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     data_dir = tmp_path / "data"
-    key = create_key(data_dir, "alpha")
-    server = Server(data_dir, workers=0).start()
+    key = create_key(data_dir, "alpha") if db is None else create_key_in(db, "alpha")
+    server = Server(data_dir, workers=0, db=db).start()
     yield server, key
     server.stop()
+
+
+def create_key_in(db: str, project: str) -> str:
+    """A key in a fresh PostgreSQL database: the tables other tests left are emptied first."""
+    from sqlalchemy import text
+
+    from rftkit.jobs.db import metadata, open_engine
+    from rftkit.jobs.keys import create_key as new_key
+
+    engine = open_engine(db)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(text(f"DELETE FROM {table.name}"))
+    key = new_key(engine, project)[0]
+    engine.dispose()
+    return key
 
 
 def junk_request(rng: random.Random, method: str, path: str) -> dict:

@@ -254,3 +254,25 @@ def test_keys_are_hashed_scoped_and_revocable(engine):
     assert project_of(engine, key) is None
     with pytest.raises(NotFound):
         revoke_key(engine, info.id)
+
+
+def test_values_postgresql_refuses_are_the_requests_fault(postgres_url):
+    """NUL in text and text over a column's length: SQLite stores them, PostgreSQL refuses them;
+    either way not a server error (the API answers 400)."""
+    from sqlalchemy import text
+
+    from rftkit.errors import RftkitError
+    from rftkit.jobs.db import metadata, open_engine
+
+    engine = open_engine(postgres_url)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(text(f"DELETE FROM {table.name}"))
+    store = Store(engine)
+    store.create_job("alpha", job_values("ftjob-a"))
+    with pytest.raises(RftkitError, match="holds a NUL character"):
+        store.add_event("ftjob-a", "a\x00b")
+    with pytest.raises(RftkitError, match="longer than the database allows"):
+        store.create_job("alpha", job_values("ftjob-b"), "k" * 300)
+    assert store.count_events("ftjob-a") == 1
+    engine.dispose()

@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with a busy timeout, so the API's readers never block the worker's
 writer and concurrent writers wait instead of failing. A write lock held past the timeout
 raises DatabaseBusy (HTTP 503, with Retry-After): the waiting transaction is rolled back whole,
-so nothing is half-written, and the caller may retry. Tables are created on first use, and
+so nothing is half-written, and the caller may retry. Values PostgreSQL refuses and SQLite
+takes (NUL in text, text over its column's length) are the request's fault: RftkitError (400). Tables are created on first use, and
 columns added since a database was created are added to it (all such columns are nullable).
 Ids seen by users (`ftjob-…`, `file-…`) are random; each table also has an integer `seq`
 that orders rows for cursor pagination.
@@ -111,12 +112,20 @@ def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _busy_error(busy_timeout_ms: int, context) -> None:
-    """SQLAlchemy's handle_error hook: "database is locked" after the busy timeout becomes DatabaseBusy."""
+def _database_error(busy_timeout_ms: int, context) -> None:
+    """SQLAlchemy's handle_error hook: errors the request caused, not the server, become
+    RftkitError (400), a lock held past the busy timeout DatabaseBusy (503). PostgreSQL refuses
+    what SQLite stores: NUL in text and text longer than its column."""
     original = context.original_exception
     if isinstance(original, sqlite3.OperationalError) and "locked" in str(original):
         raise DatabaseBusy(f"the database stayed locked by another writer for over {busy_timeout_ms / 1000:g} s; "
                            "nothing was written", fix="retry the request") from original
+    if "cannot contain NUL (0x00)" in str(original):
+        raise RftkitError("a text value holds a NUL character (\\u0000), which the database cannot store",
+                          fix="remove it") from original
+    if getattr(original, "sqlstate", None) == "22001":  # string_data_right_truncation
+        raise RftkitError(f"a text value is longer than the database allows: {str(original).splitlines()[0]}",
+                          fix="send a shorter one") from original
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
@@ -143,9 +152,9 @@ def open_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
             event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms))
-            event.listen(engine, "handle_error", partial(_busy_error, busy_timeout_ms))
         else:
             engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        event.listen(engine, "handle_error", partial(_database_error, busy_timeout_ms))
         metadata.create_all(engine)
         add_missing_columns(engine)
     except ModuleNotFoundError as err:
