@@ -42,7 +42,7 @@ def server(tmp_path_factory):
 
 def raw_request(server: Server, key: str, headers: dict) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-    lines = [f"POST /v1/files HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Authorization: Bearer {key}",
+    lines = ["POST /v1/files HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Authorization: Bearer {key}",
              f"Content-Type: multipart/form-data; boundary={BOUNDARY}"] + [f"{k}: {v}" for k, v in headers.items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     return sock
@@ -54,7 +54,8 @@ def read_reply(sock: socket.socket) -> tuple[int, dict]:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, body = data.split(b"\r\n\r\n", 1)
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    fields = dict(line.lower().split(b":", 1) for line in head.split(b"\r\n")[1:])
+    length = int(fields[b"content-length"])
     while len(body) < length:
         body += sock.recv(65536)
     return int(head.split()[1]), json.loads(body[:length])

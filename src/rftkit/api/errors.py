@@ -1,9 +1,9 @@
 """Errors as OpenAI returns them: `{"error": {"message", "type", "param", "code"}}`.
 
 RftkitError (a problem with the request) answers 400, its NotFound and the feedback store's
-UnknownRecord 404, JobConflict and KeyReused 409, DatabaseBusy (a write lock held past
-the busy timeout) 503; a missing or bad key 401. A body or an uploaded file over the server's limit answers 413
-(UploadTooLarge, or Starlette's limit on the body as it streams: see app.py).
+UnknownRecord 404, JobConflict and KeyReused 409, UploadTooLarge 413, DatabaseBusy (a write
+lock held past the busy timeout) 503; a missing or bad key 401. A body over the limit answers
+413 while it streams (api/limits.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ class UploadTooLarge(RftkitError):
     """An uploaded file over `max_upload_bytes` (HTTP 413)."""
 
 
-def too_large_message(limit: int) -> str:
-    return (f"request body: over the server's limit of {limit} bytes — upload a smaller file, or ask the "
-            "operator to raise `rftkit serve --max-upload-bytes`")
+def too_large(what: str, limit: int) -> UploadTooLarge:
+    """The error for `what` (a file name, or "request body") over the limit of `limit` bytes."""
+    return UploadTooLarge(f"{what}: over the server's limit of {limit} bytes",
+                          fix="upload a smaller file, or ask the operator to raise `rftkit serve --max-upload-bytes`")
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
@@ -57,7 +58,7 @@ def _rftkit_error(_request: Request, err: RftkitError) -> JSONResponse:
 def _http_error(request: Request, err: HTTPException) -> JSONResponse:
     if err.status_code == 413:  # the body limit, raised while the body streams
         limit = request.app.state.service.settings.max_upload_bytes
-        return error_response(413, too_large_message(limit), code="file_too_large")
+        return error_response(413, str(too_large("request body", limit)), code="file_too_large")
     kind = "authentication_error" if err.status_code == 401 else "invalid_request_error"
     response = error_response(err.status_code, str(err.detail), kind, code=kind if err.status_code == 401 else None)
     if err.headers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rftkit.api.errors import error_response, too_large_message
+from rftkit.api.errors import error_response, too_large
 
 
 class BodyTooLarge(HTTPException):
@@ -39,7 +39,7 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refused = error_response(413, too_large_message(self.shown_limit), code="file_too_large")
+        refused = error_response(413, str(too_large("request body", self.shown_limit)), code="file_too_large")
         length = declared_length(scope)
         if length is not None and length > self.limit:
             refused.headers["Connection"] = "close"  # the body is never read

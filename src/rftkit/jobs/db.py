@@ -4,8 +4,9 @@ SQLite runs in WAL mode with a busy timeout, so the API's readers never block th
 writer and concurrent writers wait instead of failing. A write lock held past the timeout
 raises DatabaseBusy (HTTP 503, with Retry-After): the waiting transaction is rolled back whole,
 so nothing is half-written, and the caller may retry. Values PostgreSQL refuses and SQLite
-takes (NUL in text, text over its column's length) are the request's fault: RftkitError (400). Tables are created on first use, and
-columns added since a database was created are added to it (all such columns are nullable).
+takes (NUL in text, text over its column's length) are the request's fault: RftkitError (400).
+Tables are created on first use, and columns added since a database was created are added to
+it (all such columns are nullable).
 Ids seen by users (`ftjob-…`, `file-…`) are random; each table also has an integer `seq`
 that orders rows for cursor pagination.
 """
