@@ -86,10 +86,11 @@ def test_a_key_sees_only_its_own_projects_files_and_jobs(api):
 def test_idempotency_key_creates_at_most_one_job(api):
     client, keys, tmp_path, model = api
     first = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()
-    again = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()
-    other = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k2"}).json()
+    file_id = first["training_file"]
+    again = new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "k1"}).json()
+    other = new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "k2"}).json()
     assert first["id"] == again["id"] != other["id"]
-    results, file_id = [], first["training_file"]
+    results = []
     threads = [threading.Thread(target=lambda: results.append(
         new_job(client, keys["alpha"], tmp_path, model, file_id, **{"Idempotency-Key": "race"}).json()["id"]))
         for _ in range(6)]
@@ -101,6 +102,21 @@ def test_idempotency_key_creates_at_most_one_job(api):
     assert len(client.get("/v1/fine_tuning/jobs", headers=auth(keys["alpha"])).json()["data"]) == 3
     # the same key in another project is another request
     assert new_job(client, keys["beta"], tmp_path, model, **{"Idempotency-Key": "k1"}).json()["id"] != first["id"]
+
+
+def test_idempotency_key_reused_with_another_body_answers_409(api):
+    client, keys, tmp_path, model = api
+    first = new_job(client, keys["alpha"], tmp_path, model, **{"Idempotency-Key": "k1"})
+    assert first.status_code == 200
+    other_file = upload(client, keys["alpha"], write_rl_files(tmp_path / "other")[0]).json()["id"]
+    reused = new_job(client, keys["alpha"], tmp_path, model, other_file, **{"Idempotency-Key": "k1"})
+    assert reused.status_code == 409, reused.text
+    error = reused.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "idempotency_key_reused"
+    assert error["param"] == "Idempotency-Key" and first.json()["id"] in error["message"]
+    assert len(client.get("/v1/fine_tuning/jobs", headers=auth(keys["alpha"])).json()["data"]) == 1
+    same = new_job(client, keys["alpha"], tmp_path, model, first.json()["training_file"], **{"Idempotency-Key": "k1"})
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
 
 
 def test_malformed_uploads_are_rejected_with_line_numbers(api):
@@ -286,3 +302,38 @@ def test_model_errors_do_not_show_the_servers_paths(api):
     unknown_job = new_job(client, keys["alpha"], tmp_path, "no-such-model").json()["error"]["message"]
     for message in (base, unknown_chat, unknown_job):
         assert "DATA_DIR/models" in message and data_dir not in message, message
+
+
+@pytest.mark.parametrize("name", ["m" * 300, "/" + "d" * 300 + "/model", "ft:" + "x" * 2000, "a\x00b", "."])
+def test_model_names_no_file_can_have_answer_4xx_before_the_file_system(api, name):
+    client, keys, _, _ = api
+    headers = auth(keys["alpha"])
+    from urllib.parse import quote
+
+    deleted = client.delete(f"/v1/models/{quote(name, safe='')}", headers=headers)
+    chat = client.post("/v1/chat/completions", headers=headers,
+                       json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+    completion = client.post("/v1/completions", headers=headers, json={"model": name, "prompt": "hi"})
+    for reply in (deleted, chat, completion):
+        assert 400 <= reply.status_code < 500, reply.text
+        assert isinstance(reply.json()["error"]["message"], str)
+
+
+def test_path_like_names_are_not_hub_ids(api):
+    client, keys, _, _ = api
+    for name in ("../../etc/passwd", "data/jobs/ftjob-1/model", "a/../b"):
+        reply = client.post("/v1/completions", headers=auth(keys["alpha"]), json={"model": name, "prompt": "hi"})
+        assert reply.status_code == 404 and "hub id (org/name)" in reply.json()["error"]["message"], name
+
+
+def test_junk_ids_cursors_and_keys_answer_4xx(api):
+    client, keys, tmp_path, model = api
+    headers = auth(keys["alpha"])
+    job = new_job(client, keys["alpha"], tmp_path, model).json()
+    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=headers,
+                        params={"after": "ftevent-" + "9" * 40})
+    assert events.status_code == 404, events.text
+    for path in ("/v1/fine_tuning/jobs/" + "j" * 500, "/v1/files/" + "f" * 500, "/v1/files/%C3%A9"):
+        assert client.get(path, headers=headers).status_code == 404, path
+    long_key = new_job(client, keys["alpha"], tmp_path, model, job["training_file"], **{"Idempotency-Key": "k" * 256})
+    assert long_key.status_code == 400 and "Idempotency-Key: 1 to 255" in long_key.json()["error"]["message"]

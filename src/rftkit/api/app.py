@@ -12,10 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rftkit.api import errors
 from rftkit.api.completions import Adapters
 from rftkit.graders.network import NetworkPolicy
+from rftkit.api.limits import BodyLimit
 from rftkit.jobs.db import database_url, open_engine
 from rftkit.jobs.store import Store
 from rftkit.jobs.supervisor import Supervisor
 from rftkit.serving.client import ServingClient
+
+# room for a multipart upload's boundaries, part headers and small fields (purpose) around a file
+# of max_upload_bytes
+FORM_OVERHEAD_BYTES = 64 * 2**10
 
 
 class ServiceSettings(BaseModel):
@@ -27,7 +32,9 @@ class ServiceSettings(BaseModel):
     workers: int = Field(1, ge=0, description="Jobs that train at the same time, each in its own process "
                                               "(0: accept and validate jobs, but leave them queued).")
     poll_seconds: float = Field(0.5, gt=0, description="How often the supervisor looks at jobs and their logs.")
-    max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest file accepted by POST /v1/files.")
+    max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest file accepted by POST /v1/files (and "
+                                                                 "feedback uploads); larger bodies answer 413 "
+                                                                 "as soon as they pass it.")
     model_dirs: tuple[Path, ...] = Field((), description="Directories whose models every project may name by "
                                                          "path (besides DATA_DIR/models and its own jobs).")
     grader_dirs: tuple[Path, ...] = Field((), description="Directories every project's graders may read files "
@@ -75,6 +82,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         service.serving.close()
 
     app = FastAPI(title="rftkit", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # no body is read, nor an upload spooled, past the limit (413 while it streams)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+                       shown_limit=settings.max_upload_bytes)
     app.state.service = service
     errors.install(app)
     for module in (files, jobs, graders, models, completions, feedback, dashboard):

@@ -33,7 +33,7 @@ from fastapi.responses import PlainTextResponse
 from rftkit.api.auth import project
 from rftkit.api.errors import error_response
 from rftkit.errors import RftkitError
-from rftkit.jobs.models import readable_by, resolve_model
+from rftkit.jobs.models import check_model_name, readable_by, resolve_model
 from rftkit.jobs.store import NotFound
 from rftkit.serving.client import WorkerFailed
 
@@ -111,6 +111,7 @@ def load_lora_adapter(request: Request, body: dict = Body(...), owner: str = Dep
     name, path = _name(body), body.get("lora_path")
     if not isinstance(path, str) or not Path(path).is_absolute() or ".." in Path(path).parts:
         raise RftkitError("lora_path: an absolute path on the server, without '..'")
+    check_model_name(path, "lora_path")
     folder, service = Path(path), request.app.state.service
     if not readable_by(service.store, owner, folder, service.data_dir, service.settings.model_dirs):
         raise RftkitError("lora_path: not a folder this project may load",

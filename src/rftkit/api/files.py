@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from rftkit.api.auth import project
+from rftkit.api.errors import too_large
 from rftkit.api.shapes import file_object, page
 from rftkit.data.validate import check_dataset
 from rftkit.errors import RftkitError
@@ -36,13 +37,15 @@ def classify(path: Path, filename: str) -> tuple[str, int]:
 
 
 def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
-    """Write an upload to `target`, refusing it past `limit` bytes; its size."""
+    """Write an upload to `target`, refusing it past `limit` bytes (UploadTooLarge, 413); its size.
+    The app's body limit has stopped a larger body already while it streamed; this holds the
+    file itself to the exact limit (the body also carries the form's other fields)."""
     size = 0
     with target.open("wb") as out:
         while chunk := upload.file.read(1 << 20):
             size += len(chunk)
             if size > limit:
-                raise RftkitError(f"{upload.filename}: larger than the server's limit of {limit} bytes")
+                raise too_large(str(upload.filename), limit)
             out.write(chunk)
     return size
 

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from rftkit.api.auth import project
 from rftkit.api.shapes import checkpoint_id, checkpoint_object, event_object, job_object, page
+from rftkit.errors import RftkitError
 from rftkit.jobs import runs
 from rftkit.jobs.states import JobConflict
 from rftkit.jobs.store import NotFound, now
@@ -17,6 +18,7 @@ from rftkit.jobs.validate import prepare_job
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 RECENT_STEPS = 20  # steps whose mean time estimates when a running job finishes
+MAX_KEY_CHARS = 255  # the idempotency_keys.key column
 
 MESSAGES = {
     "cancel": "Fine-tuning job cancelled",
@@ -38,7 +40,16 @@ def _job(service, job: dict) -> dict:
     return job_object(job, finish)
 
 
+def _checked_key(key: str | None) -> str | None:
+    """The Idempotency-Key header when it fits the store's column: 1-255 printable characters."""
+    if key is not None and not (0 < len(key) <= MAX_KEY_CHARS and key.isprintable()):
+        raise RftkitError(f"Idempotency-Key: 1 to {MAX_KEY_CHARS} printable characters",
+                          fix="send a shorter key, such as a UUID")
+    return key
+
+
 def _create(service, owner: str, body: dict, key: str | None) -> dict:
+    key = _checked_key(key)
     values = prepare_job(service.store, owner, body, service.data_dir, service.settings.grader_dirs,
                          service.settings.model_dirs, network=service.grader_network)
     job, _created = service.store.create_job(owner, values, key)

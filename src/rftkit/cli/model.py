@@ -17,7 +17,7 @@ app = typer.Typer(help="Build rftkit's tiny byte-level models.", no_args_is_help
 def model_init(
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to."),
     size: str = typer.Option("tiny", help="tiny (~1.1M parameters) or small (~6.0M)."),
-    sft_data: Optional[Path] = typer.Option(None, help="Supervised rows to warm-start on (last turn from the assistant)."),
+    sft_data: Optional[Path] = typer.Option(None, help="Supervised rows to warm-start on: the last turn from the assistant, or tool transcripts (every assistant turn trained, tool results masked)."),
     sft_valid: Optional[Path] = typer.Option(None, help="Held-out supervised rows: report exact-match before and after."),
     sft_steps: int = typer.Option(300, min=1, help="Warm-start steps (with --sft-data)."),
     sft_lr: float = typer.Option(3e-3, help="Warm-start learning rate."),
@@ -49,14 +49,20 @@ def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, 
     from rftkit.eval.exact_match import exact_match
     from rftkit.monitor.console import progress_bar, step_reporter
     from rftkit.rollout.engine import local_engine
-    from rftkit.train.sft import SFTSettings, run_sft
+    from rftkit.train.sft import SFTSettings, encode_supervised, is_tool_transcript, run_sft
 
     train = load_examples(data, "supervised")
     held_out = load_examples(valid, "supervised") if valid else []
-    longest = max(len(tokenizer(e.target or "")["input_ids"]) for e in train + held_out) + 1
+    longest = max(len(p.completion_ids) for p in encode_supervised(tokenizer, train + held_out, 1 << 20))
+    if any(is_tool_transcript(e) for e in held_out):
+        out.print("held-out rows are tool transcripts: exact-match is for single answers, so only the "
+                  "held-out loss is reported")
+        held_out_match = []
+    else:
+        held_out_match = held_out
     out.print(f"warm start: {len(train)} rows from {data}, {steps} steps")
     engine = local_engine(model, tokenizer)
-    before = exact_match(engine, tokenizer, held_out, max_new_tokens=longest) if held_out else None
+    before = exact_match(engine, tokenizer, held_out_match, max_new_tokens=longest) if held_out_match else None
     settings = SFTSettings(
         total_steps=steps, batch_size=min(batch_size, len(train)), learning_rate=lr, seed=seed,
         optimizer=Optimizer(warmup_steps=min(20, steps // 10), schedule="cosine"), max_completion_tokens=longest,
@@ -67,8 +73,8 @@ def warm_start(model, tokenizer, data: Path, valid: Path | None, *, steps: int, 
                           on_step=step_reporter(progress, "sft", steps, ("train_loss", "valid_loss")))
     seconds = time.perf_counter() - started
     if before is not None:
-        after = exact_match(engine, tokenizer, held_out, max_new_tokens=longest)
+        after = exact_match(engine, tokenizer, held_out_match, max_new_tokens=longest)
         out.print(f"held-out exact-match: {before.accuracy:.1%} before, {after.accuracy:.1%} after SFT "
-                  f"({len(held_out)} rows, {seconds:.0f} s)")
+                  f"({len(held_out_match)} rows, {seconds:.0f} s)")
         return before.accuracy, after.accuracy, seconds, len(history)
     return None, None, seconds, len(history)

@@ -50,6 +50,9 @@ def serve(
              "although it is not public (loopback, private, link-local); repeatable; the variable, space-separated, "
              "is used when no flag is given. Otherwise endpoint and judge graders reach only public addresses "
              "(docs/security.md)."),
+    max_upload_bytes: int = typer.Option(512 * 2**20, min=1, envvar="RFTKIT_MAX_UPLOAD_BYTES",
+                                         help="Largest uploaded file; a larger upload answers 413 as soon as "
+                                              "its body passes the limit."),
 ) -> None:
     """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
     import uvicorn
@@ -60,7 +63,8 @@ def serve(
     settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers,
                                model_dirs=tuple(d.resolve() for d in model_dir),
                                grader_dirs=tuple(d.resolve() for d in grader_dir),
-                               grader_hosts=tuple(allow_grader_host))
+                               grader_hosts=tuple(allow_grader_host),
+                               max_upload_bytes=max_upload_bytes)
     app = create_app(settings)
     engine = app.state.service.store.engine
     if not any_keys(engine) and not os.environ.get(ENV_KEY):

@@ -1,14 +1,20 @@
 """The service's tables and database engine: SQLite by default, PostgreSQL through the same code.
 
 SQLite runs in WAL mode with a busy timeout, so the API's readers never block the worker's
-writer and concurrent writers wait instead of failing. Tables are created on first use, and
-columns added since a database was created are added to it (all such columns are nullable).
+writer and concurrent writers wait instead of failing. A write lock held past the timeout
+raises DatabaseBusy (HTTP 503, with Retry-After): the waiting transaction is rolled back whole,
+so nothing is half-written, and the caller may retry. Values PostgreSQL refuses and SQLite
+takes (NUL in text, text over its column's length) are the request's fault: RftkitError (400).
+Tables are created on first use, and columns added since a database was created are added to
+it (all such columns are nullable).
 Ids seen by users (`ftjob-…`, `file-…`) are random; each table also has an integer `seq`
 that orders rows for cursor pagination.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
@@ -19,6 +25,10 @@ from rftkit.errors import RftkitError
 
 BUSY_TIMEOUT_MS = 30_000
 metadata = MetaData()
+
+
+class DatabaseBusy(RftkitError):
+    """Another writer held the SQLite database's write lock past the busy timeout (HTTP 503)."""
 
 api_keys = Table(
     "api_keys", metadata,
@@ -86,6 +96,7 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("job_id", String(40), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("body_sha256", String(64)),  # of the canonical request body (None: keys stored before it was)
 )
 
 
@@ -94,12 +105,28 @@ def database_url(data_dir: Path, url: str | None = None) -> str:
     return url or f"sqlite:///{Path(data_dir).resolve() / 'rftkit.db'}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(busy_timeout_ms: int, dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
     cursor.close()
+
+
+def _database_error(busy_timeout_ms: int, context) -> None:
+    """SQLAlchemy's handle_error hook: errors the request caused, not the server, become
+    RftkitError (400), a lock held past the busy timeout DatabaseBusy (503). PostgreSQL refuses
+    what SQLite stores: NUL in text and text longer than its column."""
+    original = context.original_exception
+    if isinstance(original, sqlite3.OperationalError) and "locked" in str(original):
+        raise DatabaseBusy(f"the database stayed locked by another writer for over {busy_timeout_ms / 1000:g} s; "
+                           "nothing was written", fix="retry the request") from original
+    if "cannot contain NUL (0x00)" in str(original):
+        raise RftkitError("a text value holds a NUL character (\\u0000), which the database cannot store",
+                          fix="remove it") from original
+    if getattr(original, "sqlstate", None) == "22001":  # string_data_right_truncation
+        raise RftkitError(f"a text value is longer than the database allows: {str(original).splitlines()[0]}",
+                          fix="send a shorter one") from original
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
@@ -117,16 +144,18 @@ def add_missing_columns(engine: Engine) -> list[str]:
     return added
 
 
-def open_engine(url: str) -> Engine:
-    """An engine with the tables created. postgresql:// URLs use psycopg 3."""
+def open_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """An engine with the tables created. postgresql:// URLs use psycopg 3. On SQLite, a writer
+    waits up to `busy_timeout_ms` for another's write lock."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
+            event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms))
         else:
             engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        event.listen(engine, "handle_error", partial(_database_error, busy_timeout_ms))
         metadata.create_all(engine)
         add_missing_columns(engine)
     except ModuleNotFoundError as err:

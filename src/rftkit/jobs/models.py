@@ -17,11 +17,33 @@ from rftkit.jobs.states import TERMINAL, JobConflict
 from rftkit.jobs.store import NotFound, Store
 
 CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-(\d+)$")
+MAX_NAME_CHARS = 1024  # a model name or path, as the API takes it
+MAX_PART_BYTES = 255  # one path component: NAME_MAX of Linux file systems
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# a Hugging Face hub id, `org/name`: anything else with a slash would be a path relative to the worker
+HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 MODELS_FOLDER = "DATA_DIR/models"  # as messages name it: the server's own paths stay out of answers
 
 
 class ModelNotDeletable(RftkitError):
     """A model the API may not delete: a base model (HTTP 403)."""
+
+
+def check_model_name(name: str, field: str = "model") -> str:
+    """`name` when it can name a model or a model folder; RftkitError (400) when no file name can
+    be it: empty, control characters, over MAX_NAME_CHARS, or a path part over MAX_PART_BYTES.
+    Checked before the name reaches the file system, which would fail with an OSError.
+
+    >>> check_model_name("ft:tiny:alpha::ftjob-1")
+    'ft:tiny:alpha::ftjob-1'
+    """
+    if not name or len(name) > MAX_NAME_CHARS or CONTROL.search(name):
+        raise RftkitError(f"{field}: not a model name (1 to {MAX_NAME_CHARS} characters, no control characters)",
+                          fix="name a model from GET /v1/models")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for part in name.split("/")):
+        raise RftkitError(f"{field}: a part of the name between slashes is over {MAX_PART_BYTES} bytes, "
+                          "longer than any file name", fix="name a model from GET /v1/models")
+    return name
 
 
 def fine_tuned_name(job: dict) -> str:
@@ -38,8 +60,9 @@ def checkpoint_name(job: dict, step: int) -> str:
 
 def base_model_dir(name: str, data_dir: Path) -> Path | None:
     """A base model's directory, or None when there is none by that name."""
+    check_model_name(name)
     named = data_dir / "models" / name
-    if "/" not in name and named.is_dir():
+    if "/" not in name and name not in (".", "..") and named.is_dir():  # "." would be the models folder
         return named.resolve()
     path = Path(name)
     if path.is_dir() and ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
@@ -94,6 +117,7 @@ def readable_by(store: Store, project: str, folder: Path, data_dir: Path, shared
 def resolve_model(store: Store, project: str, name: str, data_dir: Path, shared: tuple[Path, ...] = ()) -> Path | str:
     """What to load for `name`: a directory, or a hub name (with a slash) passed through. A path
     resolves only where `readable_by` allows."""
+    check_model_name(name)
     if name.startswith("ft:"):
         return fine_tuned_dir(store, project, name)
     found = base_model_dir(name, data_dir)
@@ -103,10 +127,11 @@ def resolve_model(store: Store, project: str, name: str, data_dir: Path, shared:
                            fix=f"put base models under {MODELS_FOLDER}, or ask the operator to share their folder "
                                "with `rftkit serve --model-dir`")
         return found
-    if "/" in name and not Path(name).is_absolute():
+    if HUB_NAME.fullmatch(name) and ".." not in name:
         return name  # a hub name: the worker loads it when online
-    raise NotFound(f"no model {name!r}", fix=f"name a directory under {MODELS_FOLDER}, an absolute "
-                                             "path to a Hugging Face model directory, or an ft: model")
+    raise NotFound(f"no model {name[:200]!r}", fix=f"name a directory under {MODELS_FOLDER}, an absolute path "
+                                                  "to a Hugging Face model directory, a hub id (org/name), or an "
+                                                  "ft: model")
 
 
 def jobs_based_on(store: Store, project: str, folder: Path) -> list[str]:
@@ -133,6 +158,7 @@ def delete_model(store: Store, project: str, name: str, data_dir: Path) -> None:
 
     Base models answer ModelNotDeletable; checkpoints of a job that may still resume from
     them, and models other jobs are based on, JobConflict."""
+    check_model_name(name)
     if not name.startswith("ft:"):
         if base_model_dir(name, data_dir) is not None or name in dict(store.base_models(project)):
             raise ModelNotDeletable(f"{name!r} is a base model; only fine-tuned models (ft:...) can be deleted",

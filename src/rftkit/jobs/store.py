@@ -3,13 +3,18 @@
 Each method is one transaction. A job's status only changes through `change`, a
 compare-and-set on the status it read, so the API (cancel, pause, resume) and the worker
 (start, finish) can never both win a race: the loser gets JobConflict (HTTP 409).
-Events that came from a run's events.jsonl are marked `from_run`; when a run resumes from
+An idempotency key is stored with the SHA-256 of the canonical request body: the same key
+with the same body returns the first job, with another body KeyReused (HTTP 409), as OpenAI
+answers. Events that came from a run's events.jsonl are marked `from_run`; when a run resumes from
 checkpoint N they are rewound to step N exactly as the file is, so no step's metrics are
 lost or counted twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import secrets
 import time
 from typing import Any, Iterable
@@ -27,6 +32,15 @@ class NotFound(RftkitError):
     """No such object in the caller's project (HTTP 404)."""
 
 
+# what an id the service made can look like (`ftjob-<hex>`, `file-<hex>`; tests use shorter ones):
+# anything else is no such object, answered before it reaches a query (PostgreSQL refuses NUL)
+ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class KeyReused(RftkitError):
+    """An idempotency key sent again with a different request body (HTTP 409)."""
+
+
 def now() -> int:
     return int(time.time())
 
@@ -35,15 +49,32 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
 
 
+def checked_id(value: Any, what: str) -> str:
+    """`value` when it can be an id; NotFound (404, as for any unknown id) otherwise."""
+    if not isinstance(value, str) or not ID.fullmatch(value):
+        raise NotFound(f"no {what} {str(value)[:80]!r}")
+    return value
+
+
 def event_id(seq: int) -> str:
     return f"ftevent-{seq:010d}"
 
 
 def _seq_of_event(event: str) -> int:
-    try:
-        return int(event.removeprefix("ftevent-"))
-    except ValueError:
-        raise NotFound(f"no event {event!r}") from None
+    digits = event.removeprefix("ftevent-")
+    if not re.fullmatch(r"[0-9]{1,18}", digits):  # beyond 18 digits SQLite's integers overflow
+        raise NotFound(f"no event {event[:80]!r}")
+    return int(digits)
+
+
+def body_digest(body: Any) -> str:
+    """SHA-256 of the request body in canonical JSON: key order and spacing do not count.
+
+    >>> body_digest({"a": 1, "b": [2]}) == body_digest({"b": [2], "a": 1})
+    True
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _train_tokens(data: Any) -> int:
@@ -74,6 +105,7 @@ class Store:
         return row
 
     def file(self, project: str, file_id: str) -> dict:
+        checked_id(file_id, "file")
         with self.engine.connect() as conn:
             row = conn.execute(select(files).where(files.c.id == file_id, files.c.project == project)).mappings().first()
         if row is None:
@@ -97,9 +129,11 @@ class Store:
     # ------------------------------------------------------------------ jobs
 
     def create_job(self, project: str, values: dict, idempotency_key: str | None = None) -> tuple[dict, bool]:
-        """(job, created). With an idempotency key seen before, the earlier job and False."""
+        """(job, created). With an idempotency key seen before, the earlier job and False when
+        `values["body"]` is the body sent then; KeyReused when it is another."""
+        digest = body_digest(values.get("body"))
         if idempotency_key:
-            earlier = self._job_for_key(project, idempotency_key)
+            earlier = self._job_for_key(project, idempotency_key, digest)
             if earlier is not None:
                 return earlier, False
         row = {"project": project, "status": "validating_files", "created_at": now(), "events_offset": 0,
@@ -109,23 +143,32 @@ class Store:
                 conn.execute(insert(jobs).values(**row))
                 if idempotency_key:
                     conn.execute(insert(idempotency_keys).values(
-                        project=project, key=idempotency_key, job_id=row["id"], created_at=row["created_at"]))
+                        project=project, key=idempotency_key, job_id=row["id"], created_at=row["created_at"],
+                        body_sha256=digest))
                 self._event(conn, row["id"], "Validating training file")
         except IntegrityError:  # the same key in a concurrent request: that one created the job
-            earlier = self._job_for_key(project, idempotency_key) if idempotency_key else None
+            earlier = self._job_for_key(project, idempotency_key, digest) if idempotency_key else None
             if earlier is None:
                 raise
             return earlier, False
         return self.job(row["id"]), True
 
-    def _job_for_key(self, project: str, key: str) -> dict | None:
+    def _job_for_key(self, project: str, key: str, digest: str) -> dict | None:
+        """The job created with `key`, if any; KeyReused when it was created from another body.
+        A key stored before bodies were hashed (no digest) matches any body, as it did then."""
         with self.engine.connect() as conn:
-            job_id = conn.execute(select(idempotency_keys.c.job_id).where(
-                idempotency_keys.c.project == project, idempotency_keys.c.key == key)).scalar()
-        return self.job(job_id) if job_id else None
+            found = conn.execute(select(idempotency_keys.c.job_id, idempotency_keys.c.body_sha256).where(
+                idempotency_keys.c.project == project, idempotency_keys.c.key == key)).first()
+        if found is None:
+            return None
+        if found.body_sha256 is not None and found.body_sha256 != digest:
+            raise KeyReused(f"Idempotency-Key {key!r} was used with a different request body (job {found.job_id})",
+                            fix="send the same body to get that job again, or a new key for a new job")
+        return self.job(found.job_id)
 
     def job(self, job_id: str, project: str | None = None) -> dict:
         """The job; NotFound when it does not exist or belongs to another project."""
+        checked_id(job_id, "fine-tuning job")
         query = select(jobs).where(jobs.c.id == job_id)
         if project is not None:
             query = query.where(jobs.c.project == project)
@@ -169,6 +212,7 @@ class Store:
     def change(self, job_id: str, action: str, message: str | None = None, *, project: str | None = None,
                level: str = "info", **values: Any) -> dict:
         """Apply `action` to the job's status (compare-and-set), with `values` and an event."""
+        checked_id(job_id, "fine-tuning job")
         with self.engine.begin() as conn:
             query = select(jobs.c.status).where(jobs.c.id == job_id)
             if project is not None:
