@@ -139,6 +139,44 @@ def handler(signum, frame):
         frame = frame.f_back
 signal.signal(signal.SIGUSR1, handler)
 ''',
+    "signal_timer_set_past_the_guard_reads_the_channel": WRONG + '''
+import _imp, importlib.machinery, os
+signals = _imp.create_builtin(importlib.machinery.ModuleSpec("_signal", importlib.machinery.BuiltinImporter))
+
+def handler(signum, frame):  # runs between the runner's steps: wait on its channel for the nonce
+    signals.setitimer(0, 0)
+    for fd in range(3, 32):
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            continue
+        if len(data) > 32:
+            os.write(fd, data[:32])
+            os._exit(0)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("nonce"), bytes):
+            os.write(3, frame.f_locals["nonce"])
+            os._exit(0)
+        frame = frame.f_back
+
+signals.signal(14, handler)  # SIGALRM
+signals.setitimer(0, 0.001, 0.001)  # ITIMER_REAL
+''',
+    "signal_handler_set_from_the_assertion": '''
+import _imp, importlib.machinery, os
+
+def add(a, b):
+    signals = _imp.create_builtin(importlib.machinery.ModuleSpec("_signal", importlib.machinery.BuiltinImporter))
+    def handler(signum, frame):
+        while frame is not None:
+            if isinstance(frame.f_locals.get("nonce"), bytes):
+                os.write(3, frame.f_locals["nonce"])
+                os._exit(0)
+            frame = frame.f_back
+    signals.signal(10, handler)  # SIGUSR1
+    os.kill(os.getpid(), 10)
+    return a - b
+''',
     "thread_left_waiting_for_the_nonce": WRONG + '''
 import os, threading, time
 def wait_and_steal():

@@ -164,15 +164,16 @@ def accept_runner(listener: socket.socket, pid: int, deadline: float) -> socket.
 
 
 def stray_activity(pid: int, tries: int = 20) -> str | None:
-    """Threads or processes the code left running, which could read what comes next. A thread
-    that was joined may still be listed for an instant after the join: look a few times."""
+    """Threads or processes the code left running, which could read what comes next: the child
+    may have two threads, its main one and the runner's. A thread that was joined may still be
+    listed for an instant after the join: look a few times."""
     for _ in range(tries):
         threads = len(os.listdir(f"/proc/{pid}/task"))
         others = [entry for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in (1, pid)]
-        if threads == 1 and not others:
+        if threads == 2 and not others:
             return None
         time.sleep(0.005)
-    return "the code left threads running" if threads != 1 else "the code left processes running"
+    return "the code left threads running" if threads != 2 else "the code left processes running"
 
 
 def read_until_eof(channel: socket.socket, deadline: float, most: int = 4096) -> bytes:
