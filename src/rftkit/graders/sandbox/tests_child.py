@@ -179,4 +179,5 @@ def main() -> None:
         run_assertion(source, address)
 
 
-main()
+if __name__ == "__main__":  # run as `python -I -c SOURCE`; imported, it does nothing
+    main()
