@@ -103,12 +103,6 @@ def add(a, b):
         frame = frame.f_back
     return a - b
 ''',
-    "gc_walk": WRONG + '''
-import gc, os
-for obj in gc.get_objects():
-    if isinstance(obj, dict) and isinstance(obj.get("success_status"), int):
-        os._exit(obj["success_status"])
-''',
     "monkeypatch_the_runner": WRONG + '''
 import builtins, os, sys
 builtins.exec = lambda *args, **kwargs: None
@@ -248,6 +242,16 @@ def test_threads_left_running_fail_with_a_reason_and_joined_ones_do_not(grader):
     assert left.metadata["scores"]["results"] == ["failed: the code left threads running"]
     joined = CORRECT + "import threading\nworker = threading.Thread(target=add, args=(1, 2))\nworker.start()\nworker.join()\n"
     assert grader.grade(Sample(program(joined)), {"tests": ASSERT_TESTS}).reward == 1.0
+
+
+def test_a_thread_the_assertion_leaves_running_fails_it(grader):
+    """Such a thread could swap the runner's channel for a pipe of its own as the nonce goes out."""
+    lingering = CORRECT.replace("    return Pair(*pair).a + b",
+                                "    import threading, time\n"
+                                "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+                                "    return Pair(*pair).a + b")
+    grade = grader.grade(Sample(program(lingering)), {"tests": ASSERT_TESTS[:1]})
+    assert grade.metadata["scores"]["results"] == ["failed: error or wrong exit status"]
 
 
 def test_an_assertion_that_fails_or_exits_early_is_told_apart(grader):

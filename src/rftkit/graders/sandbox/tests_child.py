@@ -40,6 +40,7 @@ DENIED_EVENTS = frozenset({
     "sys.addaudithook", "sys.monitoring.register_callback", "gc.get_objects", "gc.get_referrers",
     "gc.get_referents", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system",
     "subprocess.Popen", "os.symlink", "os.link", "socket.bind", "socket.sendto", "socket.sendmsg",
+    "code.__new__",  # hand-made bytecode reads memory it should not
 })
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 DENIED_MODULES = frozenset({
@@ -120,7 +121,7 @@ def answer(address: bytes, namespace: dict, tools: tuple) -> None:
     """The runner's thread: connect, receive the nonce and the assertion, run it, send the nonce
     back. It runs outside the main thread, where no signal handler can be set or run, so the
     nonce lives only in this thread's frame, which the guard keeps the code from reaching."""
-    exit_, compile_, exec_, fstat, any_error, socket_type, family, kind, permit = tools
+    exit_, compile_, exec_, fstat, listdir, gc_disable, any_error, socket_type, family, kind, permit = tools
     try:
         channel = socket_type(family, kind)
         permit(True)
@@ -135,6 +136,9 @@ def answer(address: bytes, namespace: dict, tools: tuple) -> None:
             message += chunk
         nonce, test = message[:32], message[32:]
         exec_(compile_(test, "test.py", "exec"), namespace)
+        gc_disable()  # the code may have enabled it: no finalizer of its runs from here
+        if len(listdir("/proc/self/task")) != 2:  # a thread of the code's could swap the fd below
+            exit_(1)
         if fstat(channel.fileno()).st_ino != inode:  # the code put another file on the channel's fd
             exit_(1)
         channel.sendall(nonce)
@@ -148,7 +152,8 @@ def run_assertion(source: bytes, address: bytes) -> None:
     module docstring. After the top level only locals bound before it are used (it may rebind
     any global, builtin or module attribute)."""
     exit_, compile_, exec_, any_error = os._exit, compile, exec, BaseException
-    tools_after = (os._exit, compile, exec, os.fstat, BaseException, _socket.socket, _socket.AF_UNIX, _socket.SOCK_STREAM)
+    tools_after = (os._exit, compile, exec, os.fstat, os.listdir, gc.disable, BaseException,
+                   _socket.socket, _socket.AF_UNIX, _socket.SOCK_STREAM)
     gc_disable, gc_callbacks, start_thread, new_lock, answer_ = gc.disable, gc.callbacks, _thread.start_new_thread, _thread.allocate_lock, answer
     reset_signals, kept = make_signal_reset(), []
     guard, permit = make_guard()
