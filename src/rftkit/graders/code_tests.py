@@ -106,7 +106,7 @@ class CodeTests(Grader):
         tests = self.tests_for(sample, item)
         limit = self.spec.time_limit_seconds
         return {"op": "tests", "code": extract_code(render(self.spec.input, sample, item)), "tests": tests,
-                "time_limit": limit, "deadline": limit * len(tests) + 5}
+                "time_limit": limit, "deadline": (limit + 1) * len(tests) + 5}  # + 1: each case's interpreter start
 
     def score(self, sample: Sample, item: dict) -> Score:
         return self.read(self.pool.run([self.task(sample, item)])[0])

@@ -2,7 +2,8 @@
 
 tests_runner.py forks, and the child execs a fresh interpreter on this source
 (`python -I -c SOURCE KIND ADDRESS`): a new address space that holds the sample's code (read from
-CODE_PATH) and nothing else of the worker's. No expected output, no other test case and no
+CODE_PATH) and nothing else of the worker's. It writes one byte on fd 3 when it is about to run
+the code: the case's time limit counts from there. No expected output, no other test case and no
 verdict is ever in this process, so there is nothing to read out of frames, `gc` or
 /proc/self/mem. This process never decides a verdict; the worker does.
 
@@ -178,6 +179,8 @@ def main() -> None:
     kind, address = sys.argv[1], bytes.fromhex(sys.argv[2])
     with open(CODE_PATH, "rb") as code:
         source = code.read()
+    os.write(3, b"r")  # the worker starts the case's clock now
+    os.close(3)
     if kind == "program":
         run_program(source)
     else:

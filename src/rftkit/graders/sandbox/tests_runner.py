@@ -32,6 +32,7 @@ STDIN_PATH = "/tmp/.rftkit-stdin"
 STDOUT_PATH = "/tmp/.rftkit-stdout"
 CODE_PATH = "/tmp/.rftkit-code"  # tests_child.py reads the code here
 NONCE_BYTES = 32
+START_SECONDS = 10.0  # for a fresh interpreter to start, on top of the case's own time limit
 # Read now: after the chroot this directory is out of sight.
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests_child.py"), encoding="utf-8") as _child:
     CHILD_SOURCE = _child.read()
@@ -71,33 +72,55 @@ def run_one(server, code: str, test: dict, limit: float) -> str:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(b"\0rftkit-verdict-" + os.urandom(8).hex().encode())  # abstract: no file to open
         listener.listen(1)
-    deadline = time.monotonic() + limit
     kind, address = ("assert", listener.getsockname()) if listener else ("program", b"")
+    ready_read, ready_write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        start_child(server, limit, kind, address)
+        start_child(server, limit, kind, address, ready_write)
+    os.close(ready_write)
     try:
+        deadline = wait_ready(ready_read, pid, limit)
+        if deadline is None:  # the interpreter died or hung before the code began: its status says why
+            return exit_verdict(server.wait(pid, time.monotonic()), limit) or "failed: the test did not start"
         if listener is None:
             return judge_program(server, pid, deadline, limit, test["expected_stdout"])
         return judge_assertion(server, pid, listener, deadline, limit, assertion)
     finally:
+        os.close(ready_read)
         if listener is not None:
             listener.close()
 
 
-def start_child(server, limit: float, kind: str, address: bytes) -> None:
+def start_child(server, limit: float, kind: str, address: bytes, ready_write: int) -> None:
     """In the forked child: limits, stdio, then exec a fresh interpreter. Never returns."""
     try:
         server.enter_child(max(1, int(limit + 0.999)))
+        if ready_write != 3:
+            os.dup2(ready_write, 3)  # where tests_child.py says it is ready
+        os.set_inheritable(3, True)
         stdin = os.open(STDIN_PATH, os.O_RDONLY)
         stdout = os.open(STDOUT_PATH, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         null = os.open(os.devnull, os.O_WRONLY)
         for fd, target in ((stdin, 0), (stdout, 1), (null, 2)):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)  # the listener and every other descriptor of the server's
+        os.closerange(4, 1 << 16)  # the listener and every other descriptor of the server's
         os.execv(sys.executable, [sys.executable, "-I", "-c", CHILD_SOURCE, kind, address.hex()])
     finally:
         os._exit(127)
+
+
+def wait_ready(ready_read: int, pid: int, limit: float) -> float | None:
+    """The case's wall-clock deadline, counted from when the fresh interpreter is about to run
+    the code (its start-up, slow on a busy machine, is not the code's time); None if it never
+    gets there."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([ready_read, pidfd], [], [], START_SECONDS)
+    finally:
+        os.close(pidfd)
+    if ready_read in ready and os.read(ready_read, 1) == b"r":
+        return time.monotonic() + limit
+    return None
 
 
 def exit_verdict(status: int | None, limit: float) -> str | None:
