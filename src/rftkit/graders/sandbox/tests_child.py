@@ -22,9 +22,10 @@ the code runs and impossible to remove, refuses what reaches frames or raw memor
 processes, and any socket connect but the runner's own. Signal handlers receive frames and can
 be set by means the hook does not see, so the runner clears them all after the top level and
 keeps the nonce in a thread of its own: handlers run, and can be set, only in the main thread.
-The worker also refuses to send the nonce while the code has threads of its own or processes
-left running. CPython's audit hooks are not a
-security boundary (PEP 578): docs/security-sandbox.md says what this does not defend.
+The worker refuses to send the nonce while the code has threads of its own or processes left
+running, and the runner refuses to send it back if one is left after the assertion. CPython's
+audit hooks are not a security boundary (PEP 578): docs/security-sandbox.md says what this
+does not defend.
 """
 
 import _signal
