@@ -8,7 +8,9 @@ string of one) in each row. A test case is either a program run —
 `{"stdin": "1 2\\n", "expected_stdout": "3\\n"}` — or an assertion run after the code —
 `{"assert": "assert add(1, 2) == 3"}` (sandbox/tests_runner.py says how each is judged).
 The code is taken from the last ```python block of the output, or the whole output.
-Each test case runs in a fresh fork with `time_limit_seconds` of CPU and wall time.
+Each test case runs in a fresh interpreter with `time_limit_seconds` of CPU and wall time; it
+never holds the expected outputs, and the sandbox worker outside it decides the verdict
+(docs/security-sandbox.md says how, and what that does not defend).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class CodeTests(Grader):
         tests = self.tests_for(sample, item)
         limit = self.spec.time_limit_seconds
         return {"op": "tests", "code": extract_code(render(self.spec.input, sample, item)), "tests": tests,
-                "time_limit": limit, "deadline": limit * len(tests) + 5}
+                "time_limit": limit, "deadline": (limit + 1) * len(tests) + 5}  # + 1: each case's interpreter start
 
     def score(self, sample: Sample, item: dict) -> Score:
         return self.read(self.pool.run([self.task(sample, item)])[0])

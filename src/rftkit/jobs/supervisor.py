@@ -4,7 +4,8 @@ One thread in the server process loops every `poll` seconds:
 
 1. validate new jobs (data against the grader, the number of steps) -> queued or failed;
 2. for each running child: copy its new events.jsonl lines into the store, stop it when the
-   job was cancelled (SIGKILL to its process group) or asked to pause (SIGTERM: the trainer
+   job was cancelled (SIGKILL to its process group, then to its grader sandboxes, whose
+   cgroups and temporary folders are removed) or asked to pause (SIGTERM: the trainer
    finishes the step, writes a checkpoint and exits 3), and record how it ended;
 3. start queued jobs while fewer than `workers` run: with `--resume` from the newest
    checkpoint when the run directory has one, after rewinding its events to that step.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from rftkit.errors import RftkitError
 from rftkit.graders.network import WORKER_ENV, NetworkPolicy
+from rftkit.graders.sandbox import remove_leftovers
 from rftkit.jobs import runs
 from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
@@ -117,6 +119,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 os.killpg(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+                remove_leftovers(child.process.pid)
             self._ingest(self.store.job(job_id))
             child.log.close()
             code = child.process.returncode
@@ -197,8 +200,9 @@ class Supervisor:
 
     def _cancel(self, child: Child) -> None:
         if child.process.poll() is None:
-            os.killpg(child.process.pid, signal.SIGKILL)  # the trainer and its grader workers
+            os.killpg(child.process.pid, signal.SIGKILL)  # the trainer and what shares its group
             child.process.wait()
+        remove_leftovers(child.process.pid)  # its grader sandboxes, in sessions of their own, and their cgroups
         for leftover in child.run_dir.glob(".tmp-checkpoint-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         self.store.update_job(child.job_id, pid=None)

@@ -1,7 +1,6 @@
 """The python grader in the sandbox: results and error kinds, and every containment the issue
 asks for — each attack followed by a correct grade from the same warm pool."""
 
-import math
 import os
 import signal
 import socket
@@ -209,8 +208,12 @@ def test_without_root_the_grader_fails_closed(monkeypatch):
             grader.grade(Sample("x"), {})
 
 
-def test_reward_is_finite_float(attacks):
-    assert math.isfinite(attacks.grade(Sample("ab"), {"bonus": 1}).reward)
+def test_an_integer_from_grade_comes_back_as_that_float(attacks):
+    grade = attacks.grade(Sample("ab"), {"bonus": 1})  # len("ab") + 1: grade() returns the int 3
+    assert type(grade.reward) is float and grade.reward == 3.0
+    assert not any(grade.metadata["errors"].values())
+    big = attacks.grade(Sample("ab"), {"bonus": 2 ** 60})  # exact in a float: no rounding on the way
+    assert big.reward == float(2 + 2 ** 60)
 
 
 def test_source_whose_top_level_never_ends_fails_each_grade(sandbox_context):

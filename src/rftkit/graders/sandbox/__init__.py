@@ -6,6 +6,6 @@ for what runs inside, and docs/graders.md for what is and is not isolated.
 """
 
 from rftkit.graders.sandbox.limits import SandboxLimits
-from rftkit.graders.sandbox.pool import SandboxPool, SandboxUnavailable
+from rftkit.graders.sandbox.pool import SandboxPool, SandboxUnavailable, remove_leftovers
 
-__all__ = ["SandboxLimits", "SandboxPool", "SandboxUnavailable"]
+__all__ = ["SandboxLimits", "SandboxPool", "SandboxUnavailable", "remove_leftovers"]

@@ -74,6 +74,18 @@ class WorkerCgroups:
             self.remove()
             raise
 
+    @classmethod
+    def left_by(cls, prefix: str) -> "WorkerCgroups":
+        """The existing cgroups whose names start with `prefix` (a dead owner's workers'), to
+        kill and remove with `remove()`; none where the hierarchies are missing."""
+        found = cls.__new__(cls)
+        if (ROOT / "cgroup.controllers").exists():
+            parents = [ROOT]
+        else:
+            parents = [ROOT / c / _own_path(c).lstrip("/") for c in ("pids", "memory") if (ROOT / c).is_dir()]
+        found.dirs = sorted(d for parent in parents if parent.is_dir() for d in parent.glob(prefix + "*"))
+        return found
+
     def _make(self, path: Path, settings: dict[str, int]) -> None:
         try:
             path.mkdir()

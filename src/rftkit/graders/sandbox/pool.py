@@ -65,14 +65,37 @@ def filesystem_view() -> tuple[list[str], dict[str, str]]:
     return binds, links
 
 
+def owner_prefix(pid: int) -> str:
+    """What the cgroups and the temporary folder of every worker that process `pid` starts are
+    named with: enough to find them once that process is gone (`remove_leftovers`)."""
+    return f"rftkit-sandbox-{pid}-"
+
+
+def remove_leftovers(owner_pid: int) -> list[str]:
+    """Kill every sandbox process that process `owner_pid` started and remove their cgroups and
+    temporary folders; the paths removed. For a process that cannot clean up after itself: a
+    cancelled job's trainer is SIGKILLed, and its workers, in sessions of their own, outlive it."""
+    prefix = owner_prefix(owner_pid)
+    cgroups = WorkerCgroups.left_by(prefix)
+    removed = [str(d) for d in cgroups.dirs]
+    cgroups.remove()  # SIGKILL to every keeper, PID 1 and grade in them, then rmdir
+    for root in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:  # an empty mount point on the host (the mounts lived in the worker's namespace): rmdir, never rmtree
+            root.rmdir()
+            removed.append(str(root))
+        except OSError:
+            pass
+    return removed
+
+
 class Worker:
     """One jailed worker process, seen from the pool."""
 
     def __init__(self, limits: SandboxLimits, programs: dict[str, str]):
         self.limits = limits
         self.uid = SystemRandom().randrange(1 << 28, 1 << 30)  # unique: RLIMIT_NPROC is per uid
-        self.cgroups = _make_cgroups(limits, f"rftkit-sandbox-{os.getpid()}-{self.uid}")
-        self.root = tempfile.mkdtemp(prefix="rftkit-sandbox-")  # the jail's mount point
+        self.cgroups = _make_cgroups(limits, f"{owner_prefix(os.getpid())}{self.uid}")
+        self.root = tempfile.mkdtemp(prefix=owner_prefix(os.getpid()))  # the jail's mount point
         binds, links = filesystem_view()
         config = {"root": self.root, "uid": self.uid, "binds": binds, "links": links,
                   "limits": limits.for_worker(), "cgroups": self.cgroups.procs_files}

@@ -10,9 +10,11 @@ says `{"op": "ready"}` and then answers one JSON line per request, in order:
     -> {"id": 5, "ok": false, "kind": "python_grader_runtime_error", "details": "..."}
 
 Nothing that depends on a sample runs in this process: the grader's module is executed here
-once, at load (inside the jail, under a wall-clock alarm), and every grade and every test case
-runs in a child forked from it (copy-on-write, so the loaded grader comes along for free), with
-its own CPU limit and a wall-clock deadline; the child cannot reach the protocol's pipes. Each grade therefore starts from the same freshly loaded
+once, at load (inside the jail, under a wall-clock alarm), and every grade runs in a child
+forked from it (copy-on-write, so the loaded grader comes along for free), with its own CPU
+limit and a wall-clock deadline; the child cannot reach the protocol's pipes. A code_tests test
+case runs in a child that execs a fresh interpreter instead, so that the expected outputs in
+this process's memory are not in its own (tests_runner.py). Each grade starts from the same freshly loaded
 state, and a grade that loops, crashes or exhausts memory costs only its child. After each
 request the server kills every other process in its PID namespace, waits for them, and
 empties /tmp and /dev/shm, so nothing one grade does reaches the next.
