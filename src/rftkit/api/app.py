@@ -39,6 +39,10 @@ class ServiceSettings(BaseModel):
                                                          "path (besides DATA_DIR/models and its own jobs).")
     grader_dirs: tuple[Path, ...] = Field((), description="Directories every project's graders may read files "
                                                           "from by relative path (SQLite databases, reward models).")
+    environment_dirs: tuple[Path, ...] = Field((), description="Directories of multi-turn environments "
+                                                               "(rftkit.environment.factory) jobs may name by "
+                                                               "relative path; none: jobs with environments are "
+                                                               "refused.")
     grader_hosts: tuple[str, ...] = Field((), description="Hosts (HOST, HOST:PORT) and networks (CIDR) that graders "
                                                           "over the API may reach besides public addresses.")
 

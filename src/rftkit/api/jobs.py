@@ -51,7 +51,8 @@ def _checked_key(key: str | None) -> str | None:
 def _create(service, owner: str, body: dict, key: str | None) -> dict:
     key = _checked_key(key)
     values = prepare_job(service.store, owner, body, service.data_dir, service.settings.grader_dirs,
-                         service.settings.model_dirs, network=service.grader_network)
+                         service.settings.model_dirs, network=service.grader_network,
+                         environment_dirs=service.settings.environment_dirs)
     job, _created = service.store.create_job(owner, values, key)
     return job
 

@@ -44,6 +44,11 @@ def serve(
         [], "--grader-dir", help="A directory whose files every project's graders may name by relative path "
                                  "(SQLite databases, reward models); repeatable. Otherwise graders read only "
                                  "the project's uploads (purpose user_data)."),
+    environment_dir: list[Path] = typer.Option(
+        [], "--environment-dir", help="A directory of multi-turn environments (docs/environments.md) that jobs "
+                                      "may name by relative path in rftkit.environment.factory; repeatable. They "
+                                      "run in the job's worker process: register only code you trust. Otherwise "
+                                      "jobs with an environment are refused."),
     allow_grader_host: list[str] = typer.Option(
         [], "--allow-grader-host", envvar="RFTKIT_ALLOW_GRADER_HOSTS", show_default=False,
         help="A host (HOST or HOST:PORT) or network (CIDR, e.g. 10.0.0.0/8) that graders over the API may reach "
@@ -63,6 +68,7 @@ def serve(
     settings = ServiceSettings(data_dir=data_dir_or_default(data_dir), db=db, workers=workers,
                                model_dirs=tuple(d.resolve() for d in model_dir),
                                grader_dirs=tuple(d.resolve() for d in grader_dir),
+                               environment_dirs=tuple(d.resolve() for d in environment_dir),
                                grader_hosts=tuple(allow_grader_host),
                                max_upload_bytes=max_upload_bytes)
     app = create_app(settings)

@@ -84,10 +84,43 @@ def _file_path(store, project: str, body: dict, field: str, method: str) -> str 
     return row["path"]
 
 
+def service_environment(factory: str, environment_dirs: tuple[Path, ...]) -> str:
+    """A job's `rftkit.environment.factory` over the API, as the absolute file it names: only
+    a file inside a directory the operator registered (`rftkit serve --environment-dir`)."""
+    where = "rftkit.environment.factory"
+    if not environment_dirs:
+        raise RftkitError(f"{where}: this server runs no environments: an environment is code, run in the "
+                          "job's worker with the worker's rights", fix="ask the operator to register a directory "
+                          "of environments (rftkit serve --environment-dir DIR), or train with rftkit train")
+    module, sep, name = factory.rpartition(":")
+    if not sep or not module.endswith(".py") or Path(module).is_absolute() or ".." in Path(module).parts:
+        raise RftkitError(f"{where}: over the API, name a file inside the operator's environment directories, "
+                          "as RELATIVE/PATH.py:ClassName", fix="no absolute paths, no .., no module names")
+    for root in environment_dirs:
+        path = (root / module).resolve()
+        if path.is_file() and path.is_relative_to(root.resolve()):
+            return f"{path}:{name}"
+    raise RftkitError(f"{where}: no file {module} in the server's environment directories")
+
+
+def service_engine(options: dict, network: NetworkPolicy) -> None:
+    """An `openai` engine over the API reaches only hosts the grader rule admits, and may not
+    name one of the server's environment variables as its key (they are the operator's secrets)."""
+    engine_options = options.get("engine_options") if isinstance(options.get("engine_options"), dict) else {}
+    if engine_options.get("api_key_env"):
+        raise RftkitError("rftkit.engine_options.api_key_env: over the API a job cannot name one of the server's "
+                          "environment variables", fix="leave it out: the rollout server must take no key, or run "
+                          "the job with rftkit train")
+    if isinstance(engine_options.get("base_url"), str):
+        network.check_url(engine_options["base_url"], "rftkit.engine_options.base_url")
+
+
 def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tuple[Path, ...] = (),
-                model_dirs: tuple[Path, ...] = (), *, network: NetworkPolicy = NetworkPolicy()) -> dict:
+                model_dirs: tuple[Path, ...] = (), *, network: NetworkPolicy = NetworkPolicy(),
+                environment_dirs: tuple[Path, ...] = ()) -> dict:
     """Turn a POST /v1/fine_tuning/jobs body into the store's job values, or RftkitError (400).
-    `network`: the hosts its graders may reach (the operator's --allow-grader-host)."""
+    `network`: the hosts its graders may reach (the operator's --allow-grader-host);
+    `environment_dirs`: where the environments it may name live (--environment-dir)."""
     from rftkit.graders import GraderContext
     from rftkit.graders.validate import validate_grader
     from rftkit.jobs.grader_files import for_project
@@ -106,12 +139,19 @@ def prepare_job(store, project: str, body: dict, data_dir: Path, grader_dirs: tu
         grader = for_project(reinforcement["grader"], store, project, data_dir, grader_dirs,
                              where="method.reinforcement.grader")
         spec["method"] = {**spec["method"], "reinforcement": {**reinforcement, "grader": grader}}
+    options = spec.get("rftkit")
+    if isinstance(options, dict):
+        service_engine(options, network)
+        environment = options.get("environment")
+        if isinstance(environment, dict) and isinstance(environment.get("factory"), str):
+            environment = {**environment, "factory": service_environment(environment["factory"], environment_dirs)}
+            spec["rftkit"] = {**options, "environment": environment}
     try:
         spec["model"] = str(resolve_model(store, project, str(body["model"]), data_dir, model_dirs))
     except NotFound as err:
         raise RftkitError(f"model: {err}") from None
     parsed = parse_job({k: v for k, v in spec.items() if v is not None}, "body")
-    if parsed.method.reinforcement is not None:
+    if parsed.method.reinforcement is not None and parsed.method.reinforcement.grader is not None:
         grader = parsed.method.reinforcement.grader
         problems = service_function_problems(grader) or validate_grader(
             grader, GraderContext(base_dir=Path("/nonexistent"), network=network), source="method.reinforcement.grader")
