@@ -26,16 +26,17 @@ import torch
 from rftkit.errors import RftkitError
 
 NAME = re.compile(r"^checkpoint-(\d+)$")
+LOW_SPACE_BYTES = 1 << 20  # less free than this after a failed write: the disk is full
 
 
 class CheckpointWriteFailed(RftkitError):
     """A checkpoint could not be written (typically: no space left on device); nothing partial remains."""
 
-    def __init__(self, step: int, out: Path, err: OSError):
-        self.step, self.error = step, err
+    def __init__(self, step: int, out: Path, reason: str):
+        self.step = step
         previous = list_checkpoints(out)
         last = f"the last good checkpoint is {previous[-1].path.name}" if previous else "there is no earlier checkpoint"
-        super().__init__(f"{out}: checkpoint-{step} could not be written ({err.strerror or err}); nothing partial "
+        super().__init__(f"{out}: checkpoint-{step} could not be written ({reason}); nothing partial "
                          f"was left, {last}", fix="free disk space (or choose another --out), then continue with "
                          "--resume")
 
@@ -68,9 +69,12 @@ def save_checkpoint(out: Path, step: int, model: Any, trainer_state: dict, state
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         _write(temporary, step, model, trainer_state, state, tokenizer)
-    except OSError as err:
+    except Exception as err:  # never leave a partial checkpoint, whatever failed
+        full = _disk_full(out, err)
         shutil.rmtree(temporary, ignore_errors=True)
-        raise CheckpointWriteFailed(step, out, err) from None
+        if full is None:
+            raise
+        raise CheckpointWriteFailed(step, out, full) from None
     if final.exists():  # a re-run of the same step after resuming: replace it whole
         replaced = out / f".tmp-checkpoint-{step}-replaced-{os.getpid()}"
         os.replace(final, replaced)
@@ -80,6 +84,17 @@ def save_checkpoint(out: Path, step: int, model: Any, trainer_state: dict, state
         os.replace(temporary, final)
     _fsync_dir(out)  # the rename itself is durable
     return final
+
+
+def _disk_full(out: Path, err: Exception) -> str | None:
+    """The reason when `err` is the file system refusing the write, else None (a bug keeps its
+    traceback). safetensors and torch.save report a full disk as their own errors (SafetensorError,
+    RuntimeError "unexpected pos"), so the free space decides for them."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    if "No space left" in str(err) or shutil.disk_usage(out).free < LOW_SPACE_BYTES:
+        return "No space left on device"
+    return None
 
 
 def _write(temporary: Path, step: int, model: Any, trainer_state: dict, state: dict, tokenizer: Any) -> None:
