@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import pytest
 from safetensors.torch import load_file
 
 from helpers import write_jsonl
@@ -128,18 +129,21 @@ def test_monitor_state_survives_a_resume(tmp_path, tiny_dir):
     assert final["monitor"]["evals"] == [[0.1, 0.5], [0.2, 0.3], [0.3, 0.2], [0.4, 0.1]]
 
 
-def test_keep_best_keeps_the_checkpoint_that_earned_the_score_and_export_best_uses_it(tmp_path, tiny_dir):
+@pytest.mark.parametrize("lora", [False, True])
+def test_keep_best_keeps_the_checkpoint_that_earned_the_score_and_export_best_uses_it(tmp_path, tiny_dir, lora):
     """Validation at steps 2, 4, 5 (eval_interval 2, and the last step); step 2 is best. A
     checkpoint at step 3 earned no score (it was stamped with step 2's before)."""
     out = tmp_path / "run"
-    spec = job(tmp_path, tiny_dir, 5, {"valid": [0.0, 0.6, 0.0, 0.3, 0.2]},
-               eval_interval=2, checkpoints={"interval": 1, "keep_last": 1, "keep_best": 1, "export": "best"})
+    spec = job(tmp_path, tiny_dir, 5, {"valid": [0.0, 0.6, 0.0, 0.3, 0.2]}, eval_interval=2,
+               checkpoints={"interval": 1, "keep_last": 1, "keep_best": 1, "export": "best"},
+               lora={"enabled": lora, "r": 4})
     summary = run(spec, out)
     assert summary.status == "succeeded"
     kept = {c.step: c.valid_reward for c in list_checkpoints(out)}
     assert kept == {2: 0.6, 5: 0.2}
-    best, last = (load_file(out / f"checkpoint-{n}" / "model" / "model.safetensors") for n in (2, 5))
-    exported = load_file(out / "model" / "model.safetensors")
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    best, last = (load_file(out / f"checkpoint-{n}" / "model" / weights) for n in (2, 5))
+    exported = load_file(out / "model" / weights)
     assert any(not best[k].equal(last[k]) for k in best)  # training moved the weights after step 2
     assert all(exported[k].equal(best[k]) for k in best)
 
