@@ -152,6 +152,11 @@ class KLOptions(_Section):
     placement: Literal["loss", "reward"] = Field(
         "loss", description="loss: add beta*KL to the loss (GRPO); reward: subtract it from the reward (PPO)."
     )
+    measure: Literal["auto", "always", "off"] = Field(
+        "auto", description="KL to the start logged as `kl` for monitoring even when coef is 0. auto: under LoRA "
+        "(the base with the adapter off, no copy) or when coef > 0; always: also a full fine-tune, which then "
+        "holds a frozen copy of the starting model (its memory again); off: only when coef > 0."
+    )
 
 
 class Lengths(_Section):
@@ -263,19 +268,48 @@ class EvalOptions(_Section):
 class CheckpointOptions(_Section):
     interval: int | None = Field(None, ge=1, description="Steps between checkpoints. null: every eval_interval.")
     keep_last: int = Field(1, ge=1, description="Most recent checkpoints kept.")
-    keep_best: int = Field(1, ge=0, description="Checkpoints kept for the best validation reward.")
+    keep_best: int = Field(
+        1, ge=0, description="Checkpoints kept for the best validation reward (scored only at steps that ran a "
+        "validation; a step that sets a new best is always checkpointed)."
+    )
+    export: Literal["last", "best"] = Field(
+        "last", description="The final model: last, the policy after the last step; best, the checkpoint with "
+        "the best validation reward (final evaluation and model/ then use it; needs keep_best >= 1)."
+    )
+
+    @model_validator(mode="after")
+    def _best_is_kept(self) -> "CheckpointOptions":
+        if self.export == "best" and self.keep_best < 1:
+            raise ValueError("checkpoints.export: best needs checkpoints.keep_best >= 1 (set keep_best: 1)")
+        return self
 
 
 class MonitorOptions(_Section):
     length_correlation: float = Field(
         0.5, ge=0, le=1, description="Warn when |corr(reward, completion length)| in a step exceeds this."
     )
+    length_correlation_repeat: float = Field(
+        0.1, ge=0, le=1, description="After a length-correlation warning, warn again only when |corr| exceeds "
+        "the last warned value by this much (a steady correlation is reported once)."
+    )
     kl_jump: float = Field(5.0, gt=1, description="Warn when KL exceeds this multiple of its running median.")
     valid_drop_evals: int = Field(
-        2, ge=1, description="Warn when validation reward falls this many evals in a row while train reward rises."
+        3, ge=1, description="Validation trend window: the mean of the last this many validation rewards is "
+        "compared with the best reward before them."
+    )
+    valid_drop_margin: float = Field(
+        0.15, gt=0, lt=1, description="Warn when that mean is more than this fraction below the earlier best "
+        "while train reward rose (again only after a new best)."
+    )
+    grader_error_rate: float = Field(
+        0.5, ge=0, le=1, description="Warn when more than this share of a step's grades are grader errors "
+        "(a judge or endpoint that is down scores every sample 0); once per outage."
     )
     auto_pause_kl: float | None = Field(None, gt=0, description="Stop with a checkpoint when KL exceeds this.")
-    auto_pause_on_warning: bool = Field(False, description="Stop with a checkpoint on any hacking warning.")
+    auto_pause_on_warning: bool = Field(
+        False, description="Stop with a checkpoint on any monitor warning (validation drop, length correlation, "
+        "KL jump, grader errors)."
+    )
     samples_per_step: int = Field(4, ge=0, description="Groups per step written to samples.jsonl.")
     sinks: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         [], description="Extra metrics sinks besides metrics.jsonl (each needs its package installed)."

@@ -25,3 +25,16 @@ def kl_divergence(logprobs_NT: torch.Tensor, reference_logprobs_NT: torch.Tensor
     cannot overflow exp() in k3."""
     log_ratio = (logprobs_NT - reference_logprobs_NT).clamp(-20.0, 20.0)
     return KL_ESTIMATORS[estimator](log_ratio)
+
+
+def mean_kl(logprobs_NT: torch.Tensor, reference_logprobs_NT: torch.Tensor, mask_NT: torch.Tensor,
+            estimator: str) -> torch.Tensor:
+    """The token-mean KL estimate over the tokens `mask_NT` selects (a 0-dim tensor): what is
+    logged as `kl`, here for monitoring a run whose KL coefficient is 0.
+
+    >>> lp, ref = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, -1.0]])
+    >>> float(mean_kl(lp, ref, torch.tensor([[1, 0]]), "k1")), float(mean_kl(lp, ref, torch.ones(1, 2), "k1"))
+    (0.0, -0.5)
+    """
+    mask = mask_NT.float()
+    return (kl_divergence(logprobs_NT, reference_logprobs_NT, estimator) * mask).sum() / mask.sum().clamp(min=1.0)

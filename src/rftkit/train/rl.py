@@ -8,8 +8,9 @@ each, grades them in one batch, packs the kept groups into one Batch, turns rewa
 advantages and updates the policy. Each phase builds its values once and hands them on; nothing
 is filled in place afterwards. `old_log_prob` runs only for an engine whose log-probs are not
 the trainer's (then the importance correction of `algo/correction.py` applies); the reference
-model is consulted only when the KL coefficient is non-zero, and under LoRA it is the policy
-with its adapter switched off, so no second copy is held.
+model is consulted when the KL coefficient is non-zero, or to log KL for monitoring
+(`kl.measure`, see `measures_kl`); under LoRA it is the policy with its adapter switched off,
+so no second copy is held.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 
 from rftkit.algo.advantages import ADVANTAGE_ESTIMATORS, gae, informative_groups
 from rftkit.algo.correction import truncated_importance_weights
-from rftkit.algo.kl import kl_divergence
+from rftkit.algo.kl import kl_divergence, mean_kl
+from rftkit.config import KLOptions
 from rftkit.data.chat import encode_prompt
 from rftkit.graders.base import Grader
 from rftkit.graders.batch import BatchGrades, grade_groups
@@ -63,6 +65,20 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return reference.requires_grad_(False)
 
 
+def measures_kl(kl: KLOptions, is_lora: bool) -> bool:
+    """Whether the `ref` phase runs: always for a KL penalty; for monitoring alone (coef 0) under
+    LoRA, where the reference costs one forward pass and no memory (`kl.measure: auto`), and for
+    a full fine-tune only when asked (`always`), since it then holds a frozen copy of the model."""
+    if kl.coef > 0:
+        return True
+    return kl.measure == "always" or (kl.measure == "auto" and is_lora)
+
+
+def needs_reference_copy(kl: KLOptions, is_lora: bool) -> bool:
+    """A frozen copy of the starting policy is held only for a full fine-tune that measures KL."""
+    return measures_kl(kl, is_lora) and not is_lora
+
+
 def correction_level(mode: str, engine: Engine) -> str | None:
     """The importance-correction level (token, sequence) for samples from `engine`, or None:
     `auto` corrects only engines whose log-probs are not the trainer's own."""
@@ -80,11 +96,12 @@ class RLTrainer:
         """`engine` samples (default: `auto` over `model`); `sampler` draws groups through it
         (single completions, or multi-turn episodes: `rollout.episodes.EpisodeSampler`);
         `reference` (a frozen copy of the starting policy) is needed only for full fine-tuning
-        with a KL coefficient; under LoRA the adapter is switched off instead."""
+        that measures KL (`measures_kl`); under LoRA the adapter is switched off instead."""
         self.model, self.tokenizer, self.grader, self.examples, self.settings = model, tokenizer, grader, examples, settings
         self.engine = engine or build_engine("auto", EngineContext(model, tokenizer))
         self.is_lora = hasattr(model, "disable_adapter")
-        needs_reference = settings.kl.coef > 0 and not self.is_lora
+        self.measures_kl = measures_kl(settings.kl, self.is_lora)
+        needs_reference = needs_reference_copy(settings.kl, self.is_lora)
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
         self.critic, self.sampler = critic, sampler
         self.optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
@@ -220,9 +237,12 @@ class RLTrainer:
                     old_NC, sampled_NC, batch.loss_mask_NC, cap=self.settings.rollout_correction.cap,
                     level=self.correction)
         reference_NC = None
-        if self.settings.kl.coef > 0:
+        if self.measures_kl:
             with timer("ref"):
                 reference_NC = self.recomputed_logprobs(batch, reference=True)
+            if self.settings.kl.coef == 0:  # monitoring only: logged here, kept out of the update's cost
+                stats["kl"] = float(mean_kl(old_NC, reference_NC, batch.loss_mask_NC, self.settings.kl.estimator))
+                reference_NC = None
         with timer("adv"):
             advantages_NC, returns_NC, values_NC = self.advantages(rewards_N, batch, old_NC, reference_NC)
         tensors = StepTensors(advantages_NC, old_NC, reference_NC, weights_NC, returns_NC, values_NC)

@@ -33,10 +33,18 @@ from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
 from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
 from rftkit.rollout.engine import EngineUnavailable, job_engine
-from rftkit.train.checkpoint import latest_checkpoint, load_trainer_state, prune_checkpoints, save_checkpoint
+from rftkit.train.checkpoint import (
+    CheckpointWriteFailed,
+    best_checkpoint,
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_trainer_state,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from rftkit.train.critic import ValueModel
 from rftkit.train.job_rollout import job_rollout
-from rftkit.train.rl import RLTrainer, frozen_copy
+from rftkit.train.rl import RLTrainer, frozen_copy, needs_reference_copy
 from rftkit.train.runlog import RunLog
 from rftkit.train.supervised import prepare_out_dir
 
@@ -108,7 +116,7 @@ def _build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Pa
     opts = spec.rftkit
     base, tokenizer = load_policy(spec.model, opts.device)
     critic = ValueModel.from_policy(base) if resolved.algorithm.uses_critic else None
-    reference = frozen_copy(base) if opts.kl.coef > 0 and not opts.lora.enabled else None
+    reference = frozen_copy(base) if needs_reference_copy(opts.kl, opts.lora.enabled) else None
     if opts.lora.enabled:
         if checkpoint is not None:
             policy = resume_lora(base, checkpoint / "model")
@@ -137,7 +145,9 @@ class ReinforcementRun:
         self.monitor = HackingMonitor(spec.rftkit.monitor)
         self.warnings: list[str] = []
         self.last_valid: float | None = None
+        self.best_valid: float | None = None
         self.train_rewards_since_eval: list[float] = []
+        self.eval_warnings: list[str] = []  # the last validation's, until the step's monitors have run
 
     def start(self, checkpoint: Path | None) -> None:
         policy, tokenizer, reference, critic = _build_models(self.spec, self.resolved, checkpoint)
@@ -148,7 +158,7 @@ class ReinforcementRun:
         if checkpoint is not None:
             trainer_state, state = load_trainer_state(checkpoint)
             self.trainer.load_state_dict(trainer_state)
-            self.last_valid = state.get("valid_reward")
+            self.restore_monitors(state)
         r = self.resolved
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
                  f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}")
@@ -190,11 +200,41 @@ class ReinforcementRun:
         result = self.evaluate(self.resolved.eval_samples, greedy=False, seed=self.spec.seed + step, label="validation")
         metrics.update({"valid_reward_mean": result.reward_mean, "valid_pass_at_1": result.pass_at_1,
                         "time_eval": round(time.perf_counter() - started, 4)})
-        self.last_valid = result.reward_mean
         run_log.samples(step, "valid", result.groups)
+        self.on_validation(step, result.reward_mean, run_log)
+
+    # ------------------------------------------------------------------ monitors
+
+    def on_validation(self, step: int, valid_reward: float, run_log: RunLog) -> None:
+        """Feed a validation result to the monitors; its warnings count for this step's pause."""
+        self.last_valid = valid_reward
         train = sum(self.train_rewards_since_eval) / max(len(self.train_rewards_since_eval), 1)
         self.train_rewards_since_eval = []
-        self.note(self.monitor.on_eval(step, train, result.reward_mean), step, run_log)
+        self.eval_warnings = self.monitor.on_eval(step, train, valid_reward)
+        self.note(self.eval_warnings, step, run_log)
+
+    def watch(self, metrics: dict, groups: list, run_log: RunLog) -> str | None:
+        """The step's monitors; returns why to pause (auto-pause), or None. Validation warnings
+        of the same step count too, so that `auto_pause_on_warning` applies to every monitor."""
+        rewards = [r for g in groups for r in g.rewards]
+        lengths = [len(s.completion_ids) for g in groups for s in g.samples]
+        warnings = self.eval_warnings + self.monitor.on_step(metrics, rewards, lengths)
+        self.note(warnings[len(self.eval_warnings):], metrics["step"], run_log)
+        self.eval_warnings = []
+        return self.monitor.should_pause(metrics, warnings)
+
+    def monitor_state(self) -> dict:
+        """What a checkpoint keeps of the monitors, so that a resumed run remembers their history."""
+        return {"last_valid_reward": self.last_valid, "best_valid_reward": self.best_valid,
+                "train_rewards_since_eval": self.train_rewards_since_eval, "warnings": self.warnings,
+                "monitor": self.monitor.state_dict()}
+
+    def restore_monitors(self, state: dict) -> None:
+        self.last_valid = state.get("last_valid_reward", state.get("valid_reward"))
+        self.best_valid = state.get("best_valid_reward")
+        self.train_rewards_since_eval = list(state.get("train_rewards_since_eval", []))
+        self.warnings = list(state.get("warnings", []))
+        self.monitor.load_state_dict(state.get("monitor", {}))
 
     def note(self, warnings: list[str], step: int, run_log: RunLog) -> None:
         for warning in warnings:
@@ -202,11 +242,33 @@ class ReinforcementRun:
             run_log.event(warning, level="warn", step=step)
             console.print(f"[yellow]warning[/]: {warning}", highlight=False, markup=True)
 
+    # ------------------------------------------------------------------ checkpoints
+
     def checkpoint(self, step: int, metrics: dict) -> None:
-        state = {"valid_reward": self.last_valid, "metrics": metrics}
+        """`valid_reward` is the score this checkpoint's own weights earned: set only when the
+        step ran a validation, so that `keep_best` keeps the checkpoint that earned it."""
+        state = {"valid_reward": metrics.get("valid_reward_mean"), "metrics": metrics, **self.monitor_state()}
         save_checkpoint(self.out, step, self.trainer.model, self.trainer.state_dict(), state, self.tokenizer)
         opts = self.spec.rftkit.checkpoints
         prune_checkpoints(self.out, opts.keep_last, opts.keep_best)
+
+    def is_new_best(self, metrics: dict) -> bool:
+        """Whether this step's validation beat every earlier one (then it is checkpointed for keep_best)."""
+        valid = metrics.get("valid_reward_mean")
+        if valid is None or (self.best_valid is not None and valid <= self.best_valid):
+            return False
+        self.best_valid = valid
+        return self.spec.rftkit.checkpoints.keep_best > 0
+
+    def use_best_checkpoint(self) -> None:
+        """`checkpoints.export: best`: load the best-scored checkpoint's weights into the policy,
+        so that the final evaluation and model/ are that checkpoint's."""
+        best = best_checkpoint(self.out)
+        if best is None:
+            self.log("export best: no checkpoint has a validation score; the last policy is exported")
+            return
+        load_checkpoint_weights(self.trainer.model, best.path / "model")
+        self.log(f"export best: {best.path.name} (validation reward {best.valid_reward:.3f})")
 
     def ensure_checkpoint(self, step: int) -> None:
         """A checkpoint of `step` (the trainer's state now), unless one was written already."""
@@ -236,20 +298,18 @@ def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> in
                     raise
             run_log.metrics(metrics)
             run_log.samples(step, "train", outcome.groups[: opts.monitor.samples_per_step])
-            rewards = [r for g in outcome.groups for r in g.rewards]
-            lengths = [len(s.completion_ids) for g in outcome.groups for s in g.samples]
-            warnings = run.monitor.on_step(metrics, rewards, lengths)
-            run.note(warnings, step, run_log)
-            pause = run.monitor.should_pause(metrics, warnings)
+            pause = run.watch(metrics, outcome.groups, run_log)
             if pause:
                 stop.request(f"auto-pause: {pause}")
-            if step % interval == 0 or last or stop.reason is not None:
+            if run.is_new_best(metrics) or step % interval == 0 or last or stop.reason is not None:
                 run.checkpoint(step, metrics)
             report(metrics)
     return ran
 
 
 def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
+    if run.spec.rftkit.checkpoints.export == "best":
+        run.use_best_checkpoint()
     if run.valid:
         after = run.evaluate(run.spec.rftkit.eval.k, greedy=True, seed=run.spec.seed, label="final evaluation")
         summary.final = after.summary()
@@ -268,6 +328,18 @@ def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, e
     message = f"rollout engine failed at step {step}: {err.reason}; checkpoint-{step} written"
     run_log.event(message, level="error", step=step)
     raise RftkitError(message, fix=f"{err.fix + '; then ' if err.fix else ''}continue with --resume") from None
+
+
+def _checkpoint_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, err: CheckpointWriteFailed):
+    """A checkpoint could not be written (a full disk): nothing partial was left; fail with an
+    event that says so, so that --resume, once there is space, continues from the last good one."""
+    summary.status, summary.steps = "failed", err.step
+    run_log.event(str(err), level="error", step=err.step)
+    try:
+        (run.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    except OSError:
+        pass  # the disk is still full; the event and the error say what happened
+    raise err
 
 
 def run_reinforcement_job(
@@ -322,6 +394,8 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
             run_log.event("training finished", step=summary.steps)
     except EngineUnavailable as err:
         _engine_failed(run, summary, run_log, err)
+    except CheckpointWriteFailed as err:
+        _checkpoint_failed(run, summary, run_log, err)
     finally:
         run_log.close()
         run.grader.close()
