@@ -141,3 +141,63 @@ def test_compare_view_overlays_jobs_curves_and_lays_their_settings_side_by_side(
     assert page.locator('#compare-settings tr[data-setting="grader"] td').first.inner_text() == "has a (string_check)"
     finals = page.locator('#compare-settings tr[data-setting="final valid reward"] td').all_inner_texts()
     assert len(finals) == 2 and all(f != "—" for f in finals)
+
+
+TALKER_ENV = '''
+from rftkit.rollout.env import Env, StepResult
+
+
+class Talker(Env):
+    """Answers each of the model's turns with a tool message, for three turns; every episode earns 1."""
+
+    def __init__(self):
+        self.turns = 0
+
+    def step(self, turn):
+        self.turns += 1
+        return StepResult([{"role": "tool", "tool_call_id": "t", "content": f"result {self.turns}"}])
+
+    def reward(self):
+        return float(self.turns)
+'''
+
+
+@pytest.fixture(scope="module")
+def episode_server(tmp_path_factory):
+    """A server with a registered environment, and a tiny model that ends its turns by itself."""
+    from rftkit.models.load import save_policy
+    from rftkit.models.tiny import build_tiny
+    from rftkit.train.sft import SFTSettings, run_sft
+    from rftkit.types import Example
+
+    root = tmp_path_factory.mktemp("episodes")
+    model, tokenizer = build_tiny("tiny", seed=4)
+    rows = [Example([{"role": "user", "content": q}, {"role": "assistant", "content": "ok"}], {})
+            for q in ("say something with an a", "result 1", "result 2")]
+    run_sft(model, tokenizer, rows, [], SFTSettings(total_steps=40, batch_size=3, learning_rate=3e-3))
+    save_policy(model, tokenizer, root / "data" / "models" / "talker")
+    (root / "envs").mkdir()
+    (root / "envs" / "talker.py").write_text(TALKER_ENV)
+    server = Server(root / "data", env={"RFTKIT_API_KEY": KEY}, args=("--environment-dir", str(root / "envs"))).start()
+    yield server
+    server.stop()
+
+
+def test_the_sample_viewer_shows_an_episode_turn_by_turn(episode_server, tmp_path):
+    train, valid = write_rl_files(tmp_path)
+    method = reinforcement_method(eval_interval=1)
+    del method["reinforcement"]["grader"]  # the environment's reward() is the reward
+    body = {"model": "talker", "training_file": upload(episode_server, train),
+            "validation_file": upload(episode_server, valid), "method": method,
+            "rftkit": rftkit_block(2, environment={"factory": "talker.py:Talker", "max_turns": 3})}
+    job = api(episode_server, "POST", "/v1/fine_tuning/jobs", json=body)
+    wait_for(lambda: api(episode_server, "GET", f"/v1/fine_tuning/jobs/{job['id']}")["status"] == "succeeded",
+             what="the episode job to finish")
+    with dashboard_page(episode_server.url, KEY) as page:
+        page.click(f'tr[data-job="{job["id"]}"]')
+        page.wait_for_selector("#samples .sample .episode")
+        episode = page.locator("#samples .sample .episode").first
+        roles = [r.strip() for r in episode.locator(".turn > span.muted").all_inner_texts()]
+        assert roles[:5] == ["assistant", "tool", "assistant", "tool", "assistant"]
+        assert "result 1" in episode.locator(".turn.tool").first.inner_text()
+        assert "stopped: max_turns" in episode.locator(".turn.stop").inner_text()

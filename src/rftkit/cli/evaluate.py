@@ -16,7 +16,12 @@ from rftkit.errors import RftkitError
 def evaluate(
     model: str = typer.Option(..., help="Model directory (a run's model/, a checkpoint, or any HF model)."),
     data: Path = typer.Option(..., help="Prompts in RFT format (last turn from the user)."),
-    grader: Path = typer.Option(..., help="Grader spec (JSON)."),
+    grader: Optional[Path] = typer.Option(None, help="Grader spec (JSON). Optional with an --environment whose "
+                                                     "reward() gives the reward."),
+    environment: Optional[str] = typer.Option(
+        None, help="Run multi-turn episodes with this environment (docs/environments.md): FILE.py:Class "
+                   "(relative to the working directory) or package.module:Class."),
+    max_turns: int = typer.Option(4, min=1, help="With --environment: most model turns per episode."),
     k: int = typer.Option(8, "-k", "--k", min=1, help="Samples per prompt for pass@k."),
     max_tokens: int = typer.Option(256, help="Most tokens per completion."),
     temperature: float = typer.Option(1.0, min=0.0, help="Sampling temperature (0: greedy, then k is 1)."),
@@ -31,26 +36,32 @@ def evaluate(
                                                           "(default: --model). Its weights are used as served."),
     api_key_env: Optional[str] = typer.Option(None, help="openai engine: environment variable with the server's key."),
 ) -> None:
-    """pass@1, pass@k and mean reward of a model on a dataset, scored by a grader."""
+    """pass@1, pass@k and mean reward of a model on a dataset, scored by a grader (or, with
+    --environment, of multi-turn episodes, scored by the grader or the environment's reward)."""
     from rftkit.config import EngineOptions
     from rftkit.data.validate import load_examples
     from rftkit.eval.passk import evaluate as run_eval
-    from rftkit.graders import GraderContext, build_grader
+    from rftkit.graders import GraderContext
     from rftkit.graders.templates import item_fields
     from rftkit.models.load import load_policy
     from rftkit.rollout.engine import EngineContext, build_engine
     from rftkit.types import SamplingParams
 
-    spec = read_json(grader, "grader")
-    examples = load_examples(data, "reinforcement", required_fields=item_fields(spec))[:limit]
+    from rftkit.config import EnvironmentOptions
+    from rftkit.train.job_rollout import rollout_for
+
+    spec = read_json(grader, "grader") if grader is not None else None
+    rollout = rollout_for(spec, EnvironmentOptions(factory=environment, max_turns=max_turns), Path.cwd())
+    examples = load_examples(data, "reinforcement", required_fields=item_fields(rollout.grader_spec))[:limit]
     policy, tokenizer = load_policy(model)
     k = 1 if temperature == 0 else k
     options = EngineOptions(base_url=base_url, model=served_model, api_key_env=api_key_env, weight_sync="none")
-    with build_grader(spec, GraderContext(base_dir=grader.resolve().parent), source=str(grader)) as scorer, \
+    base_dir = grader.resolve().parent if grader is not None else Path.cwd()
+    with rollout.grader(GraderContext(base_dir=base_dir), source=str(grader or "environment")) as scorer, \
             build_engine(engine, EngineContext(policy, tokenizer, model, options)) as sampler:
         sampler.update_weights(policy, 0)
         result = run_eval(sampler, tokenizer, scorer, examples, k=k, params=SamplingParams(max_tokens, temperature),
-                          threshold=threshold, seed=seed, greedy=temperature > 0)
+                          threshold=threshold, seed=seed, greedy=temperature > 0, sampler=rollout.sampler)
     figures = result.summary()
     greedy = f", greedy {figures['greedy_pass']:.1%}" if figures["greedy_pass"] is not None else ""
     out.print(f"{len(examples)} prompts: pass@1 {figures['pass_at_1']:.1%}, pass@{k} {figures['pass_at_k']:.1%}, "

@@ -27,7 +27,8 @@ def validate_job(job: dict, data_dir: Path) -> int:
     """Check the job's files; write DATA_DIR/jobs/<id>/job.yaml; return the run's total steps."""
     spec = parse_job(job["spec"], job["id"])
     purpose = spec.method.type
-    required = item_fields(spec.method.reinforcement.grader) if spec.method.reinforcement else set()
+    grader = spec.method.reinforcement.grader if spec.method.reinforcement else None
+    required = item_fields(grader) if grader else set()
     body = job["body"]
     rows = _rows(spec.training_file, purpose, required, body["training_file"])
     if spec.validation_file:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rftkit.config import JobSpec
+from rftkit.config import EnvironmentOptions, JobSpec
 from rftkit.errors import RftkitError
 from rftkit.graders import Grader, GraderContext, build_grader
 from rftkit.graders.environment import EpisodeGrader
@@ -41,8 +41,15 @@ class JobRollout:
 
 def job_rollout(spec: JobSpec, base_dir: Path | None) -> JobRollout:
     grader = spec.method.reinforcement.grader if spec.method.reinforcement else None
-    options = spec.rftkit.environment
+    return rollout_for(grader, spec.rftkit.environment, base_dir)
+
+
+def rollout_for(grader: dict | None, options: EnvironmentOptions, base_dir: Path | None) -> JobRollout:
+    """The rollout of a grader (None: the environment's reward) and `rftkit.environment` options;
+    `base_dir` is where a relative factory path starts."""
     if options.factory is None:
+        if grader is None:
+            raise RftkitError("a grader is required without an environment", fix="give a grader spec")
         return JobRollout(sample_groups, grader)
     cls = load_factory(options.factory, base_dir)
     rewarded = defines_reward(cls)

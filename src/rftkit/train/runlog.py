@@ -29,12 +29,20 @@ def truncate_after(path: Path, step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
 
 
+def episode_fields(sample) -> dict:
+    """What a multi-turn episode adds to its samples.jsonl row: the conversation turn by turn
+    (prompt included), every tool call with its result, and why it stopped."""
+    if not sample.messages:
+        return {}
+    return {"messages": sample.messages, "tool_calls": sample.output_tools, "stop_reason": sample.stop_reason}
+
+
 def group_rows(step: int, split: str, groups: list[Group]) -> list[dict]:
     rows = []
     for group in groups:
         for index, (sample, grade) in enumerate(zip(group.samples, group.grades)):
             errors = [k for k, v in grade.metadata.get("errors", {}).items() if v is True]
-            rows.append({
+            rows.append(episode_fields(sample) | {
                 "step": step,
                 "split": split,
                 "line": group.example.line,

@@ -41,6 +41,22 @@ function checkpointRows(job, checkpoints) {
     h("td", {}, typeof c.metrics.valid_reward_mean === "number" ? c.metrics.valid_reward_mean.toFixed(3) : "")));
 }
 
+// A multi-turn episode, turn by turn after its prompt: what the model wrote (with its tool
+// calls), each tool's result, and why the episode stopped.
+function episodeView(row) {
+  const turns = row.messages.filter(m => m.role !== "system" && m.role !== "developer");
+  const start = turns.findIndex(m => m.role === "assistant");
+  const calls = Object.fromEntries((row.tool_calls || []).map(c => [c.id, c]));
+  return h("ol", { class: "episode" }, ...turns.slice(start < 0 ? turns.length : start).map(m => {
+    const lines = m.content ? [h("pre", {}, m.content)] : [];
+    for (const c of m.tool_calls || []) {
+      lines.push(h("pre", { class: "tool-call" }, `${c.function.name}(${c.function.arguments})`));
+    }
+    const failed = m.role === "tool" && calls[m.tool_call_id] && calls[m.tool_call_id].error;
+    return h("li", { class: `turn ${m.role}${failed ? " failed" : ""}` }, h("span", { class: "muted" }, m.role), ...lines);
+  }), h("li", { class: "turn stop muted" }, `stopped: ${row.stop_reason}`));
+}
+
 function sampleCard(row, other) {
   const reward = row.reward;
   const cls = reward >= 1 ? "hi" : reward <= 0 ? "lo" : "";
@@ -48,10 +64,10 @@ function sampleCard(row, other) {
   const subs = Object.entries(row.sub_rewards || {}).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(" · ");
   return h("div", { class: "sample", "data-reward": reward },
     h("div", { class: "row" }, h("span", { class: `reward ${cls}` }, `reward ${Number(reward).toFixed(3)}`),
-      h("span", { class: "muted" }, `${row.split} step ${row.step} · line ${row.line} · sample ${row.sample} · ${row.finish_reason}`),
+      h("span", { class: "muted" }, `${row.split} step ${row.step} · line ${row.line} · sample ${row.sample} · ${row.stop_reason || row.finish_reason}`),
       subs ? h("span", { class: "muted" }, subs) : null, row.errors && row.errors.length ? h("span", { class: "error-box" }, row.errors.join(", ")) : null),
     h("details", {}, h("summary", { class: "muted" }, "prompt"), h("pre", {}, prompt)),
-    h("pre", { class: "completion" }, row.completion),
+    row.messages ? episodeView(row) : h("pre", { class: "completion" }, row.completion),
     other ? h("div", { class: "muted" }, `${other.split}: reward ${Number(other.reward).toFixed(3)}`) : null,
     other ? h("pre", { class: "completion before" }, other.completion) : null);
 }
@@ -67,7 +83,7 @@ function samplesViewer(jobId) {
   const viewer = { split, step, latest: true, rows: [], before: [] };
   const draw = () => {
     const text = filter.value.toLowerCase();
-    let rows = viewer.rows.filter(r => !text || (r.completion + JSON.stringify(r.prompt)).toLowerCase().includes(text));
+    let rows = viewer.rows.filter(r => !text || (r.completion + JSON.stringify(r.prompt) + JSON.stringify(r.messages || [])).toLowerCase().includes(text));
     const order = { desc: (a, b) => b.reward - a.reward, asc: (a, b) => a.reward - b.reward, line: (a, b) => a.line - b.line || a.sample - b.sample };
     rows = rows.slice().sort(order[sort.value]);
     const before = compare.checked ? viewer.before : [];
