@@ -92,8 +92,22 @@ class ReinforcementMethod(_Section):
     )
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
     response_format: dict[str, Any] | None = Field(
-        None, description="OpenAI's structured-output format; kept for graders, not enforced."
+        None,
+        description="OpenAI's structured-output format. Only {type: text} (or null) is accepted: rftkit does not "
+        "constrain sampling; reward structure with a json_schema grader instead.",
     )
+
+    @model_validator(mode="after")
+    def _response_format_is_text(self) -> "ReinforcementMethod":
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            raise ValueError(
+                f"response_format: type {kind!r} is not enforced by rftkit (sampling is not constrained); "
+                "remove it and reward the format instead with a json_schema grader, "
+                '{"type": "json_schema", "name": "format", "schema": <response_format.json_schema.schema>}, '
+                "alone or inside a multi grader (docs/graders.md)"
+            )
+        return self
 
 
 class SupervisedHyperparameters(_Section):
@@ -257,8 +271,10 @@ class PPOOptions(_Section):
 class EvalOptions(_Section):
     baseline: bool = Field(True, description="Evaluate the model on the validation set before training.")
     k: int = Field(8, ge=1, description="Samples per validation prompt for pass@k at baseline and at the end.")
-    pass_threshold: float = Field(
-        1.0, description="A sample counts as correct (for pass@k) when its reward is at least this."
+    pass_threshold: float | None = Field(
+        None,
+        description="A sample counts as correct (for pass@k) when its reward is at least this. null: the "
+        "grader's own pass_threshold (text_similarity has one), else 1.0. See docs/evaluation.md.",
     )
     max_prompts: int | None = Field(
         None, ge=1, description="Evaluate on at most this many validation prompts (the first ones). null: all."

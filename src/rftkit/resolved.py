@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from rftkit.config import (
     RolloutCorrection,
     SupervisedMethod,
 )
+from rftkit.data.chat import reasoning_template_vars
 from rftkit.errors import RftkitError
 from rftkit.types import SamplingParams
 
@@ -89,6 +90,8 @@ class ResolvedReinforcement:
     ppo: PPOOptions
     optimizer: Optimizer
     rollout_correction: RolloutCorrection
+    # extra chat-template variables for every prompt (training, validation, baseline)
+    chat_template_vars: dict[str, Any] = field(default_factory=dict)
 
     def explain(self) -> dict:
         """Every value as plain data, for `rftkit config explain`."""
@@ -176,6 +179,22 @@ def sampling_params(opts: RftkitOptions) -> SamplingParams:
                           opts.sampling.top_p, opts.sampling.top_k)
 
 
+def pass_threshold(configured: float | None, grader: dict) -> float:
+    """The reward at which a sample counts as correct: `rftkit.eval.pass_threshold` when set, else
+    the grader's own `pass_threshold` (text_similarity's), else 1.0 (a binary grader's pass).
+
+    >>> pass_threshold(None, {"type": "text_similarity", "pass_threshold": 0.6})
+    0.6
+    >>> pass_threshold(0.5, {"type": "text_similarity", "pass_threshold": 0.6}), pass_threshold(None, {})
+    (0.5, 1.0)
+    """
+    if configured is not None:
+        return configured
+    own = grader.get("pass_threshold")
+    numeric = isinstance(own, (int, float)) and not isinstance(own, bool)
+    return float(own) if numeric else 1.0
+
+
 def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
     """Concrete settings for a reinforcement job over `rows` training prompts."""
     hp = spec.method.reinforcement.hyperparameters
@@ -194,7 +213,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
         eval_samples=_pick(hp.eval_samples, 1),
         total_steps=total,
         seed=spec.seed,
-        pass_threshold=opts.eval.pass_threshold,
+        pass_threshold=pass_threshold(opts.eval.pass_threshold, spec.method.reinforcement.grader),
         sampling=sampling_params(opts),
         algorithm=algorithm,
         update=_update_settings(opts, algorithm),
@@ -202,6 +221,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
         ppo=opts.ppo,
         optimizer=opts.optimizer,
         rollout_correction=opts.rollout_correction,
+        chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
     )
 
 

@@ -99,6 +99,19 @@ def sampling(body: dict, default_max_tokens: int = 64) -> dict:
             "top_k": max(top_k, 0), "seed": seed}
 
 
+def refuse_response_format(body: dict) -> None:
+    """`response_format` other than {"type": "text"} is refused, not ignored: sampling is not
+    constrained, so a JSON answer cannot be promised (OpenAI's 400 shape, naming the field)."""
+    value = body.get("response_format")
+    if value is None:
+        return
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind != "text":
+        raise RftkitError(f"response_format: type {kind!r} is not supported; rftkit serves unconstrained text",
+                          fix='leave response_format out (or {"type": "text"}), ask for JSON in the prompt and '
+                              "check the answer yourself")
+
+
 def _name(body: dict) -> str:
     name = body.get("lora_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
@@ -147,6 +160,7 @@ def _prompts(prompt: Any) -> dict:
 
 
 def _request(service, owner: str, body: dict) -> dict:
+    refuse_response_format(body)
     prompts = _prompts(body.get("prompt"))
     if len(prompts.get("prompts") or prompts.get("texts")) > MAX_PROMPTS:
         raise RftkitError(f"prompt: at most {MAX_PROMPTS} prompts per request")

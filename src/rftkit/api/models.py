@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from rftkit.api import stream
 from rftkit.api.auth import project
-from rftkit.api.completions import sampling, served_model
+from rftkit.api.completions import refuse_response_format, sampling, served_model
 from rftkit.api.errors import error_response
 from rftkit.api.shapes import model_object
 from rftkit.errors import RftkitError
@@ -90,6 +90,7 @@ def _worker_request(service, owner: str, body: dict, stream: bool) -> dict:
         raise RftkitError("top_logprobs: alternatives are not computed; logprobs: true gives the sampled tokens'")
     if body.get("logprobs") and stream:
         raise RftkitError("logprobs: not with stream: true")
+    refuse_response_format(body)
     return {"model_path": served_model(service, owner, str(body.get("model") or "")),
             "messages": _messages(body.get("messages")), **sampling(body), "stream": stream}
 

@@ -55,6 +55,22 @@ def ensure_chat_template(tokenizer: Any) -> None:
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
 
 
+def reasoning_template_vars(effort: str) -> dict[str, Any]:
+    """The chat-template variables that carry `hyperparameters.reasoning_effort`.
+
+    "default" adds nothing, so the template's own default applies. Any other level is passed as
+    `reasoning_effort`, the variable that gpt-oss-style templates read ("Reasoning: high" in the
+    system turn). Templates that do not read it (Qwen3's reads only `enable_thinking`, rftkit's
+    tiny and plain templates read neither) render the same prompt.
+
+    >>> reasoning_template_vars("default")
+    {}
+    >>> reasoning_template_vars("high")
+    {'reasoning_effort': 'high'}
+    """
+    return {} if effort == "default" else {"reasoning_effort": effort}
+
+
 def render_prompt(tokenizer: Any, messages: list[dict], tools: list | None = None, **template_kwargs: Any) -> str:
     """The prompt text: the conversation plus the opening of the assistant's turn."""
     return tokenizer.apply_chat_template(

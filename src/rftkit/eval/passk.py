@@ -23,6 +23,10 @@ from rftkit.rollout.groups import sample_groups
 from rftkit.types import Example, Group, SamplingParams
 
 
+class EvalStopped(Exception):
+    """An evaluation left unfinished because a stop was requested between two batches."""
+
+
 @dataclass
 class EvalResult:
     k: int
@@ -40,17 +44,37 @@ class EvalResult:
         }
 
 
+def reward_spread(groups: list[Group]) -> dict:
+    """How the rewards of `groups` spread: mean, max, and the share of samples above 0.
+
+    >>> from rftkit.types import Grade
+    >>> def group(*rewards): return Group(Example([], {}), [], [], [Grade(r) for r in rewards])
+    >>> reward_spread([group(0.0, 0.5), group(0.25, 0.0)])
+    {'mean': 0.1875, 'max': 0.5, 'positive_share': 0.5}
+    """
+    rewards = [r for g in groups for r in g.rewards]
+    if not rewards:
+        return {"mean": 0.0, "max": 0.0, "positive_share": 0.0}
+    return {"mean": statistics.fmean(rewards), "max": max(rewards),
+            "positive_share": sum(r > 0 for r in rewards) / len(rewards)}
+
+
 def sample_and_grade(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, samples: int, params: SamplingParams,
     batch_prompts: int, generator: torch.Generator | None, on_batch: Callable[[int], None] | None = None,
+    template_vars: dict | None = None, should_stop: Callable[[], bool] | None = None,
     sampler: Callable = sample_groups,
 ) -> list[Group]:
     """`samples` graded completions per example, generated `batch_prompts` prompts at a time
-    (`sampler`: single completions, or a job's multi-turn episodes)."""
+    (`sampler`: single completions, or a job's multi-turn episodes). `template_vars` reach the
+    chat template (`reasoning_effort`). `should_stop` is asked between batches: when it answers
+    True, `EvalStopped` is raised (a pause or shutdown request)."""
     groups: list[Group] = []
     for start in range(0, len(examples), batch_prompts):
         chunk = examples[start:start + batch_prompts]
-        prompts = [encode_prompt(tokenizer, e) for e in chunk]
+        if should_stop is not None and should_stop():
+            raise EvalStopped(f"stopped after {start} of {len(examples)} prompts")
+        prompts = [encode_prompt(tokenizer, e, **(template_vars or {})) for e in chunk]
         new = sampler(engine, tokenizer, chunk, prompts, samples, params, generator=generator)
         grade_groups(grader, new)
         groups.extend(new)
@@ -62,14 +86,17 @@ def sample_and_grade(
 def evaluate(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, k: int, params: SamplingParams,
     threshold: float = 1.0, batch_prompts: int = 64, seed: int = 0, greedy: bool = True,
-    on_batch: Callable[[int], None] | None = None, sampler: Callable = sample_groups,
+    on_batch: Callable[[int], None] | None = None, template_vars: dict | None = None,
+    should_stop: Callable[[], bool] | None = None, sampler: Callable = sample_groups,
 ) -> EvalResult:
     """Sample k completions per prompt (and one greedy answer when `greedy`), grade, summarise.
-    The engine samples with the weights it has: sync it first (`RLTrainer.sync_engine`)."""
+    The engine samples with the weights it has: sync it first (`RLTrainer.sync_engine`).
+    `template_vars` and `should_stop` as in `sample_and_grade`."""
+    per_batch = {"template_vars": template_vars, "should_stop": should_stop, "sampler": sampler}
     generator = torch.Generator().manual_seed(seed)
     groups = sample_and_grade(engine, tokenizer, grader, examples, samples=k, params=params,
                               batch_prompts=max(1, batch_prompts // k), generator=generator, on_batch=on_batch,
-                              sampler=sampler)
+                              **per_batch)
     correct = [sum(r >= threshold for r in g.rewards) for g in groups]
     result = EvalResult(
         k=k,
@@ -82,6 +109,6 @@ def evaluate(
     if greedy and examples:
         greedy_params = SamplingParams(params.max_new_tokens, temperature=0.0)
         answers = sample_and_grade(engine, tokenizer, grader, examples, samples=1, params=greedy_params,
-                                   batch_prompts=batch_prompts, generator=None, sampler=sampler)
+                                   batch_prompts=batch_prompts, generator=None, **per_batch)
         result.greedy_pass = statistics.fmean(g.rewards[0] >= threshold for g in answers)
     return result

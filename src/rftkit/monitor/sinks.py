@@ -1,8 +1,14 @@
 """Where metrics go: metrics.jsonl always; TensorBoard, wandb, mlflow or trackio when asked.
 
-The optional sinks import their package only when chosen, run offline by default (wandb
-and trackio in offline/local mode, mlflow to a local ./mlruns under the run directory), and
-say which extra to install when the package is missing.
+The optional sinks import their package only when chosen, run offline by default, keep what
+they write under the run directory, and say which extra to install when the package is missing
+(`pip install 'rftkit[tensorboard]'`, `[wandb]`, `[mlflow]`, `[trackio]`, or `[sinks]` for all):
+
+- tensorboard: event files in RUN/tensorboard;
+- wandb: offline (unless $WANDB_MODE says otherwise), in RUN/wandb; `wandb sync` uploads it later;
+- mlflow: a file store in RUN/mlruns, unless $MLFLOW_TRACKING_URI names a server or database;
+- trackio: its local SQLite database in RUN/trackio, unless $TRACKIO_DIR names another folder
+  (read at import, so it is set before trackio is imported).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ class WandbSink:
         self.run = wandb.init(dir=str(run_dir), project="rftkit", name=run_dir.name)
 
     def write(self, row: dict) -> None:
-        self.run.log(numeric(row), step=int(row["step"]))
+        self.run.log({k: v for k, v in numeric(row).items() if k != "step"}, step=int(row["step"]))
 
     def close(self) -> None:
         self.run.finish()
@@ -78,6 +84,9 @@ class MlflowSink:
     def __init__(self, run_dir: Path):
         self.mlflow = _require("mlflow", "mlflow")
         if not os.environ.get("MLFLOW_TRACKING_URI"):
+            # MLflow 3 refuses a file store unless asked: it is what keeps this sink offline and
+            # server-free, so ask (a user's own $MLFLOW_ALLOW_FILE_STORE still wins)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             self.mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
         self.mlflow.start_run(run_name=run_dir.name)
 
@@ -91,11 +100,13 @@ class MlflowSink:
 
 class TrackioSink:
     def __init__(self, run_dir: Path):
+        os.environ.setdefault("TRACKIO_DIR", str((run_dir / "trackio").resolve()))
         self.trackio = _require("trackio", "trackio")
         self.trackio.init(project="rftkit", name=run_dir.name)
 
     def write(self, row: dict) -> None:
-        self.trackio.log(numeric(row))
+        metrics = {k: v for k, v in numeric(row).items() if k != "step"}  # trackio reserves "step"
+        self.trackio.log(metrics, step=int(row["step"]))
 
     def close(self) -> None:
         self.trackio.finish()

@@ -39,14 +39,16 @@ class JobRollout:
         return grader if self.stop_rewards is None else EpisodeGrader(grader, self.stop_rewards)
 
 
-def job_rollout(spec: JobSpec, base_dir: Path | None) -> JobRollout:
+def job_rollout(spec: JobSpec, base_dir: Path | None, template_vars: dict | None = None) -> JobRollout:
     grader = spec.method.reinforcement.grader if spec.method.reinforcement else None
-    return rollout_for(grader, spec.rftkit.environment, base_dir)
+    return rollout_for(grader, spec.rftkit.environment, base_dir, template_vars)
 
 
-def rollout_for(grader: dict | None, options: EnvironmentOptions, base_dir: Path | None) -> JobRollout:
+def rollout_for(grader: dict | None, options: EnvironmentOptions, base_dir: Path | None,
+                template_vars: dict | None = None) -> JobRollout:
     """The rollout of a grader (None: the environment's reward) and `rftkit.environment` options;
-    `base_dir` is where a relative factory path starts."""
+    `base_dir` is where a relative factory path starts; `template_vars` reach the chat template
+    of every episode's prompt (`reasoning_effort`)."""
     if options.factory is None:
         if grader is None:
             raise RftkitError("a grader is required without an environment", fix="give a grader spec")
@@ -63,5 +65,6 @@ def rollout_for(grader: dict | None, options: EnvironmentOptions, base_dir: Path
                               "sample.messages), or define reward(self) -> float")
     limits = ToolLimits(options.tool_timeout_s, options.max_tool_calls, options.on_tool_error, options.on_parse_error)
     sampler = EpisodeSampler(env_maker(cls, limits), EpisodeLimits(options.max_turns, options.max_tokens,
-                                                                    frozenset(options.masked_stop_reasons)))
+                                                                    frozenset(options.masked_stop_reasons)),
+                             **(template_vars or {}))
     return JobRollout(sampler, grader or ENVIRONMENT_REWARD, dict(options.stop_rewards))

@@ -119,7 +119,8 @@ class RLTrainer:
 
     def prompt_ids(self, index: int) -> list[int]:
         if index not in self._prompt_cache:
-            self._prompt_cache[index] = encode_prompt(self.tokenizer, self.examples[index])
+            self._prompt_cache[index] = encode_prompt(self.tokenizer, self.examples[index],
+                                                      **self.settings.chat_template_vars)
         return self._prompt_cache[index]
 
     def sync_engine(self) -> None:

@@ -5,12 +5,16 @@ training steps (validation, checkpoints, monitors) -> final evaluation -> model 
 
 `--resume` continues from the newest checkpoint in the run directory and reproduces, on
 CPU, the batches and losses an uninterrupted run would have produced. SIGTERM or Ctrl-C
-asks the run to pause: it finishes the current step, writes a checkpoint and stops.
+asks the run to pause: it finishes the current step, writes a checkpoint and stops. An
+evaluation (baseline, validation, final) checks for the request between batches and stops
+there: an interrupted validation is skipped (its step's checkpoint is written), an interrupted
+baseline or final evaluation runs again on resume.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import signal
 import threading
 import time
@@ -21,10 +25,10 @@ from typing import Callable
 import torch
 
 from rftkit.config import JobSpec
-from rftkit.data.chat import encode_prompt
+from rftkit.data.chat import encode_prompt, reasoning_template_vars
 from rftkit.data.validate import load_examples
 from rftkit.errors import RftkitError
-from rftkit.eval.passk import EvalResult, evaluate
+from rftkit.eval.passk import EvalResult, EvalStopped, evaluate, reward_spread
 from rftkit.graders import GraderContext
 from rftkit.graders.network import NetworkPolicy
 from rftkit.graders.templates import item_fields
@@ -47,12 +51,14 @@ from rftkit.train.job_rollout import job_rollout
 from rftkit.train.rl import RLTrainer, frozen_copy, needs_reference_copy
 from rftkit.train.runlog import RunLog
 from rftkit.train.supervised import prepare_out_dir
+from rftkit.types import Example
 
 NO_SIGNAL_ADVICE = (
     "try an SFT warm start on a few labelled answers (method.type: supervised, then use that model), "
     "easier prompts, or a partial-credit grader (text_similarity, or multi with partial scores); "
     "pass --force to train anyway"
 )
+BASELINE_TRAIN_PROMPTS = 32  # without a validation file the baseline samples this many training prompts
 
 
 @dataclass
@@ -100,8 +106,9 @@ class StopRequest:
 
 def _load_data(spec: JobSpec, tokenizer, grader_spec: dict, log):
     limit = spec.rftkit.lengths.max_prompt_tokens
+    template_vars = reasoning_template_vars(spec.method.reinforcement.hyperparameters.reasoning_effort)
     checks = {"required_fields": item_fields(grader_spec), "max_prompt_tokens": limit,
-              "count_prompt_tokens": lambda e: len(encode_prompt(tokenizer, e))}
+              "count_prompt_tokens": lambda e: len(encode_prompt(tokenizer, e, **template_vars))}
     train = load_examples(spec.training_file, "reinforcement", **checks)
     valid = load_examples(spec.validation_file, "reinforcement", **checks) if spec.validation_file else []
     if spec.rftkit.eval.max_prompts is not None:
@@ -135,9 +142,10 @@ class ReinforcementRun:
     """The state of one run: what `run_reinforcement_job` builds and then drives."""
 
     def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None],
-                 network: NetworkPolicy | None = None):
+                 network: NetworkPolicy | None = None, stop: StopRequest | None = None):
         self.spec, self.out, self.log = spec, out, log
-        rollout = job_rollout(spec, base_dir)
+        self.stop = stop or StopRequest()
+        rollout = job_rollout(spec, base_dir, reasoning_template_vars(spec.method.reinforcement.hyperparameters.reasoning_effort))
         self.sampler = rollout.sampler
         self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
@@ -163,41 +171,71 @@ class ReinforcementRun:
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
                  f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}")
 
-    def evaluate(self, k: int, *, greedy: bool, seed: int, label: str) -> EvalResult:
-        """pass@k on the validation set, sampled by the training engine with the current weights."""
-        opts = self.spec.rftkit
+    def evaluate(self, k: int, *, greedy: bool, seed: int, label: str,
+                 examples: list[Example] | None = None) -> EvalResult:
+        """pass@k on the validation set (or `examples`), sampled by the training engine with the
+        current weights. Raises EvalStopped between batches once a stop is requested."""
+        examples = self.valid if examples is None else examples
         self.trainer.sync_engine()
         with progress_bar(transient=True) as progress:
-            task = progress.add_task(label, total=len(self.valid), info="")
-            return evaluate(self.trainer.engine, self.tokenizer, self.grader, self.valid, k=k,
-                            params=self.resolved.sampling, threshold=opts.eval.pass_threshold,
-                            batch_prompts=opts.eval_batch_size, seed=seed, greedy=greedy,
-                            on_batch=lambda n: progress.advance(task, n), sampler=self.sampler)
+            task = progress.add_task(label, total=len(examples), info="")
+            return evaluate(self.trainer.engine, self.tokenizer, self.grader, examples, k=k,
+                            params=self.resolved.sampling, threshold=self.resolved.pass_threshold,
+                            batch_prompts=self.spec.rftkit.eval_batch_size, seed=seed, greedy=greedy,
+                            on_batch=lambda n: progress.advance(task, n),
+                            template_vars=self.resolved.chat_template_vars,
+                            should_stop=lambda: self.stop.reason is not None, sampler=self.sampler)
 
     def describe(self, result: EvalResult) -> str:
         greedy = f", greedy {result.greedy_pass:.1%}" if result.greedy_pass is not None else ""
         return (f"pass@1 {result.pass_at_1:.1%}, pass@{result.k} {result.pass_at_k:.1%}, "
                 f"mean reward {result.reward_mean:.3f}{greedy} on {result.prompts} prompts")
 
+    def baseline_prompts(self, run_log: RunLog) -> tuple[list[Example], str]:
+        """(prompts, what they are): the validation set, else a seeded slice of the training prompts."""
+        if self.valid:
+            return self.valid, "validation prompts"
+        count = min(len(self.train), self.spec.rftkit.eval.max_prompts or BASELINE_TRAIN_PROMPTS)
+        chosen = sorted(random.Random(self.spec.seed).sample(range(len(self.train)), count))
+        message = (f"baseline: no validation file, so the check runs on {count} of {len(self.train)} "
+                   "training prompts (chosen with the job's seed)")
+        run_log.event(message, step=0)
+        self.log(message)
+        return [self.train[i] for i in chosen], "training prompts"
+
     def baseline(self, force: bool, run_log: RunLog) -> dict | None:
-        if not self.valid or not self.spec.rftkit.eval.baseline:
+        """pass@k before training; stops the job when no sample earns any reward (see `baseline_verdict`).
+        None when it is switched off or a stop request interrupted it (it runs again on resume)."""
+        if not self.spec.rftkit.eval.baseline:
             return None
-        result = self.evaluate(self.spec.rftkit.eval.k, greedy=True, seed=self.spec.seed, label="baseline")
-        summary = result.summary()
+        prompts, what = self.baseline_prompts(run_log)
+        try:
+            result = self.evaluate(self.spec.rftkit.eval.k, greedy=True, seed=self.spec.seed, label="baseline",
+                                   examples=prompts)
+        except EvalStopped as stopped:
+            run_log.event(f"baseline interrupted ({self.stop.reason}): {stopped}; it runs again on resume", step=0)
+            return None
+        summary = {**result.summary(), "prompts_from": what, "pass_threshold": self.resolved.pass_threshold,
+                   "rewards": reward_spread(result.groups)}
         (self.out / "baseline.json").write_text(json.dumps(summary, indent=1))
         run_log.samples(0, "baseline", result.groups)
         self.log(f"baseline: {self.describe(result)}")
-        if result.pass_at_k == 0 and not force:
-            raise RftkitError(
-                f"baseline: pass@{result.k} is 0 on {result.prompts} validation prompts — no sample earns "
-                "reward, so reinforcement has nothing to learn from", fix=NO_SIGNAL_ADVICE)
-        self.before = result
+        warning = baseline_verdict(result, summary["rewards"], self.resolved.pass_threshold, what, force)
+        if warning:
+            self.note([warning], 0, run_log)
         return summary
 
     def validate(self, step: int, metrics: dict, run_log: RunLog) -> None:
-        """A validation pass: valid reward into the metrics row, samples into samples.jsonl."""
+        """A validation pass: valid reward into the metrics row, samples into samples.jsonl.
+        A stop request skips the rest of the pass (the step's checkpoint follows)."""
         started = time.perf_counter()
-        result = self.evaluate(self.resolved.eval_samples, greedy=False, seed=self.spec.seed + step, label="validation")
+        run_log.event(f"validation at step {step} started on {len(self.valid)} prompts", step=step)
+        try:
+            result = self.evaluate(self.resolved.eval_samples, greedy=False, seed=self.spec.seed + step,
+                                   label="validation")
+        except EvalStopped as stopped:
+            run_log.event(f"validation at step {step} skipped ({self.stop.reason}): {stopped}", step=step)
+            return
         metrics.update({"valid_reward_mean": result.reward_mean, "valid_pass_at_1": result.pass_at_1,
                         "time_eval": round(time.perf_counter() - started, 4)})
         run_log.samples(step, "valid", result.groups)
@@ -276,6 +314,22 @@ class ReinforcementRun:
             self.checkpoint(step, {})
 
 
+def baseline_verdict(result: EvalResult, rewards: dict, threshold: float, what: str, force: bool) -> str | None:
+    """The baseline's rule. No sample earning any reward (every reward <= 0) stops the job, unless
+    `force`: no group can have an advantage. pass@k = 0 with some partial reward (a
+    text_similarity or partial-credit grader under its pass threshold) is a warning: the
+    differences between samples are still a signal to learn from."""
+    where = f"on {result.prompts} {what}"
+    if result.pass_at_k == 0 and rewards["max"] <= 0 and not force:
+        raise RftkitError(f"baseline: pass@{result.k} is 0 and no sample earns any reward {where} — "
+                          "reinforcement has nothing to learn from", fix=NO_SIGNAL_ADVICE)
+    if result.pass_at_k == 0 and rewards["max"] > 0:
+        return (f"baseline: no sample reaches the pass threshold {threshold:g} {where}, but "
+                f"{rewards['positive_share']:.0%} earn partial reward (mean {rewards['mean']:.3f}, max "
+                f"{rewards['max']:.3f}); training goes on. Set rftkit.eval.pass_threshold to what counts as a pass")
+    return None
+
+
 def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> int:
     """Steps until the plan is done or a stop is requested; returns how many ran."""
     trainer, resolved, opts = run.trainer, run.resolved, run.spec.rftkit
@@ -319,6 +373,18 @@ def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
     summary.model_dir = str(save_policy(run.trainer.model, run.tokenizer, run.out / "model"))
 
 
+def _finish_unless_stopped(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
+    """The final evaluation and model; a stop request during the evaluation leaves the job paused
+    (resume runs the evaluation again, with no step left to train)."""
+    try:
+        _finish(run, summary, run_log)
+    except EvalStopped as stopped:
+        run_log.event(f"final evaluation interrupted ({run.stop.reason}): {stopped}", step=summary.steps)
+        return
+    summary.status = "succeeded"
+    run_log.event("training finished", step=summary.steps)
+
+
 def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, err: EngineUnavailable):
     """The engine stopped answering: keep a checkpoint of the last whole step, say how to go on, fail."""
     step = run.trainer.step_count
@@ -360,7 +426,7 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
     else:
         prepare_out_dir(out, overwrite)
         checkpoint = None
-    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network)
+    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network, stop=stop)
     run.start(checkpoint.path if checkpoint else None)
     summary = RLSummary("running", len(run.train), len(run.valid), run.trainer.step_count, run.resolved.total_steps)
     run_log = RunLog(out, spec.rftkit.monitor.sinks, resume_step=checkpoint.step if checkpoint else None)
@@ -383,15 +449,13 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
         samples = ran * run.resolved.batch_size * run.resolved.group_size
         summary.samples_per_s = round(samples / max(summary.seconds, 1e-9), 2)
         summary.warnings = run.warnings
+        if stop.reason is None:
+            _finish_unless_stopped(run, summary, run_log)
         if stop.reason is not None:
             run.ensure_checkpoint(summary.steps)  # stopped before the first step
             summary.status = "paused"
             run_log.event(f"paused at step {summary.steps} ({stop.reason}); continue with --resume", step=summary.steps)
             log(f"paused at step {summary.steps} ({stop.reason}): checkpoint written; continue with --resume")
-        else:
-            _finish(run, summary, run_log)
-            summary.status = "succeeded"
-            run_log.event("training finished", step=summary.steps)
     except EngineUnavailable as err:
         _engine_failed(run, summary, run_log, err)
     except CheckpointWriteFailed as err:
