@@ -145,7 +145,8 @@ class ReinforcementRun:
                  network: NetworkPolicy | None = None, stop: StopRequest | None = None):
         self.spec, self.out, self.log = spec, out, log
         self.stop = stop or StopRequest()
-        rollout = job_rollout(spec, base_dir, reasoning_template_vars(spec.method.reinforcement.hyperparameters.reasoning_effort))
+        effort = spec.method.reinforcement.hyperparameters.reasoning_effort
+        rollout = job_rollout(spec, base_dir, reasoning_template_vars(effort))
         self.sampler = rollout.sampler
         self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
