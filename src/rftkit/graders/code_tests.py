@@ -10,7 +10,7 @@ string of one) in each row. A test case is either a program run —
 The code is taken from the last ```python block of the output, or the whole output.
 Each test case runs in a fresh interpreter with `time_limit_seconds` of CPU and wall time; it
 never holds the expected outputs, and the sandbox worker outside it decides the verdict
-(docs/security-sandbox.md says how, and what that does not defend).
+(docs/security.md says how, and what that does not defend).
 """
 
 from __future__ import annotations

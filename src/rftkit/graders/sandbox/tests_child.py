@@ -24,7 +24,7 @@ be set by means the hook does not see, so the runner clears them all after the t
 keeps the nonce in a thread of its own: handlers run, and can be set, only in the main thread.
 The worker refuses to send the nonce while the code has threads of its own or processes left
 running, and the runner refuses to send it back if one is left after the assertion. CPython's
-audit hooks are not a security boundary (PEP 578): docs/security-sandbox.md says what this
+audit hooks are not a security boundary (PEP 578): docs/security.md says what this
 does not defend.
 """
 
