@@ -110,3 +110,39 @@ def test_supervised_example_splits_prompt_and_target(tmp_path):
     (example,) = load_examples(path, "supervised")
     assert example.prompt_messages == [{"role": "system", "content": "s"}, user("q")]
     assert example.target == "a"
+
+
+def tool_call(call_id="c1", name="mul", arguments='{"a": 1}'):
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+TOOLS = [{"type": "function", "function": {"name": "mul", "parameters": {"type": "object", "properties": {}}}}]
+
+
+@pytest.mark.parametrize("messages,tools,field,message", [
+    ([user("x"), {"role": "assistant", "tool_calls": [tool_call()]}, {"role": "tool", "tool_call_id": "c2",
+      "content": "1"}, assistant("1")], TOOLS, "messages[2].tool_call_id", "answers no tool call"),
+    ([user("x"), {"role": "assistant", "tool_calls": [tool_call()]}, assistant("1")], TOOLS,
+     "messages[1].tool_calls[0]", "has no tool message"),
+    ([user("x"), {"role": "assistant", "tool_calls": [tool_call(arguments="{oops")]},
+      {"role": "tool", "tool_call_id": "c1", "content": "1"}, assistant("1")], TOOLS,
+     "messages[1].tool_calls[0].function.arguments", "not a JSON object"),
+    ([user("x"), {"role": "assistant", "tool_calls": [tool_call(name="add")]},
+      {"role": "tool", "tool_call_id": "c1", "content": "1"}, assistant("1")], TOOLS,
+     "messages[1].tool_calls[0].function.name", "do not declare"),
+    ([user("x"), assistant("1")], [{"type": "function", "function": {"name": "mul", "parameters": {"type": "array"}}}],
+     "tools[0].function.parameters", "not a JSON schema of an object"),
+    ([user("x"), assistant("1")], [{"type": "function", "function": {"name": "two words"}}],
+     "tools[0].function.name", "not a valid tool name"),
+])
+def test_tool_transcripts_are_checked(tmp_path, messages, tools, field, message):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"messages": messages, "tools": tools}])
+    problems = check_dataset(path, "supervised").problems  # a wrong id also leaves its call unanswered
+    problem = next(p for p in problems if p.field == field)
+    assert problem.line == 1 and problem.severity == "error" and message in problem.message and problem.fix
+
+
+def test_a_well_formed_transcript_passes(tmp_path):
+    rows = [{"messages": [user("x"), {"role": "assistant", "tool_calls": [tool_call()]},
+                          {"role": "tool", "tool_call_id": "c1", "content": "1"}, assistant("1")], "tools": TOOLS}]
+    assert check_dataset(write_jsonl(tmp_path / "t.jsonl", rows), "supervised").problems == []

@@ -73,3 +73,42 @@ def test_sft_with_lora_moves_only_the_adapter(tiny_dir):
     assert len(history) == 5
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     assert any(not torch.equal(p, adapters[n]) for n, p in model.named_parameters() if n in adapters)
+
+
+TRANSCRIPT = [
+    {"role": "user", "content": "12*34="},
+    {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+        "name": "mul", "arguments": '{"a": 12, "b": 34}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "408"},
+    {"role": "assistant", "content": "408"},
+]
+
+
+def test_tool_transcripts_train_every_assistant_turn_and_mask_tool_results():
+    from rftkit.train.sft import encode_supervised
+
+    _, tokenizer = build_tiny("tiny", seed=0)
+    pair, = encode_supervised(tokenizer, [Example(TRANSCRIPT, {})], 512)
+    decode = lambda ids: tokenizer.decode(ids)  # noqa: E731
+    assert decode(pair.prompt_ids) == "<|bos|><|user|>12*34=<|end|><|assistant|>"
+    trained = [i for i, m in zip(pair.completion_ids, pair.loss_mask) if m]
+    masked = [i for i, m in zip(pair.completion_ids, pair.loss_mask) if not m]
+    assert decode(trained) == '<tool_call>{"name": "mul", "arguments": {"a": 12, "b": 34}}</tool_call><|end|>408<|end|>'
+    assert decode(masked) == "<|tool|>408<|end|><|assistant|>"
+    _, _, labels = collate([pair], pad_id=tokenizer.pad_token_id)
+    kept = [t for t in labels[0].tolist() if t != IGNORE]
+    assert kept == trained  # the loss reads the assistant turns only
+
+
+def test_a_transcript_is_laid_out_as_its_episode_samples_it():
+    """SFT's ids for a transcript are the ids an episode puts together from the same turns."""
+    from rftkit.data.conversation import observation_ids
+    from rftkit.train.sft import encode_supervised
+
+    _, tokenizer = build_tiny("tiny", seed=0)
+    pair, = encode_supervised(tokenizer, [Example(TRANSCRIPT, {})], 512)
+    first = tokenizer('<tool_call>{"name": "mul", "arguments": {"a": 12, "b": 34}}</tool_call>',
+                      add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    between = observation_ids(tokenizer, TRANSCRIPT[:2], TRANSCRIPT[2:3], None)
+    last = tokenizer("408", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert pair.completion_ids == first + between + last
