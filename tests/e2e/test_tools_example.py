@@ -30,3 +30,23 @@ def test_the_tools_example_gains_thirty_points(tmp_path):
     final = [e for e in episodes if e["split"] == "final"]
     assert final and all(e["messages"][1]["role"] == "assistant" for e in final)
     assert sum(bool(e["tool_calls"]) for e in final) / len(final) > 0.5  # it answers by calling the tool
+    assert "<b>tool</b>" in (out / "report.html").read_text()  # the report shows episodes turn by turn
+
+
+def test_rftkit_eval_runs_episodes(tmp_path, tiny_dir):
+    """`rftkit eval --environment` samples episodes; without a grader the environment's reward()
+    scores them, and a factory that cannot load is a one-line error."""
+    from helpers import write_jsonl
+
+    data = write_jsonl(tmp_path / "q.jsonl", [{"messages": [{"role": "user", "content": f"{i}*7="}]} for i in range(3)])
+    envs = Path(__file__).parents[1] / "unit" / "rollout" / "envs"
+    result = run_cli("eval", "--model", str(tiny_dir), "--data", str(data), "--environment",
+                     f"{envs}/calculator.py:Calculator", "-k", "2", "--max-tokens", "8", "--output",
+                     str(tmp_path / "figures.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["prompts"] == 3 and figures["reward_mean"] == 0.0  # the test calculator's reward()
+    broken = run_cli("eval", "--model", str(tiny_dir), "--data", str(data), "--environment", "nowhere.py:X",
+                     cwd=tmp_path)
+    assert broken.returncode == 2 and "rftkit.environment.factory" in broken.stderr + broken.stdout
+    assert "Traceback" not in broken.stderr

@@ -73,6 +73,9 @@ def _charts(rows: list[dict]) -> str:
         line_chart("Completion length", {"mean": _points(rows, "completion_length_mean"),
                                          "max": _points(rows, "completion_length_max")}),
         line_chart("Seconds per step", {"step": _points(rows, "time_step")}),
+        line_chart("Episodes", {"turns": _points(rows, "episode_turns_mean"),
+                                "tool calls": _points(rows, "tool_calls_mean"),
+                                "tool errors": _points(rows, "tool_error_rate")}),
     ]
     return "".join(f'<div class="chart">{c}</div>' for c in charts if c)
 
@@ -92,6 +95,21 @@ def _evaluation_table(baseline: dict | None, final: dict | None) -> str:
     return f"<table>{head}{body}</table><p>k = {k}; prompts: {(final or baseline).get('prompts')}</p>"
 
 
+def _answer(row: dict) -> str:
+    """A sample's answer as HTML: its text, or for an episode its turns after the prompt (the
+    model's text and tool calls, each tool's result) and why it stopped."""
+    if not row.get("messages"):
+        return html.escape(row["completion"])
+    turns = row["messages"]
+    start = next((i for i, m in enumerate(turns) if m.get("role") == "assistant"), len(turns))
+    parts = []
+    for message in turns[start:]:
+        calls = " ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in message.get("tool_calls") or [])
+        text = " ".join(t for t in (message.get("content") or "", calls) if t)
+        parts.append(f"<div><b>{html.escape(message['role'])}</b> {html.escape(text)}</div>")
+    return "".join(parts) + f"<div><i>stopped: {html.escape(str(row.get('stop_reason')))}</i></div>"
+
+
 def _before_after(samples: list[dict], limit: int = 12) -> str:
     first = lambda split: {r["line"]: r for r in samples if r["split"] == split and r["sample"] == 0}  # noqa: E731
     before, after = first("baseline"), first("final")
@@ -100,8 +118,8 @@ def _before_after(samples: list[dict], limit: int = 12) -> str:
         return ""
     rows = "".join(
         "<tr><td>{}</td><td>{}</td><td>{:.2f}</td><td>{}</td><td>{:.2f}</td></tr>".format(
-            html.escape(str(before[line]["prompt"][-1]["content"])), html.escape(before[line]["completion"]),
-            before[line]["reward"], html.escape(after[line]["completion"]), after[line]["reward"])
+            html.escape(str(before[line]["prompt"][-1]["content"])), _answer(before[line]),
+            before[line]["reward"], _answer(after[line]), after[line]["reward"])
         for line in lines
     )
     return ("<h2>The same prompts, before and after</h2><table><tr><th>prompt</th><th>before</th><th>reward</th>"
