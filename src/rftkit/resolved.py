@@ -179,7 +179,7 @@ def sampling_params(opts: RftkitOptions) -> SamplingParams:
                           opts.sampling.top_p, opts.sampling.top_k)
 
 
-def pass_threshold(configured: float | None, grader: dict) -> float:
+def pass_threshold(configured: float | None, grader: dict | None) -> float:
     """The reward at which a sample counts as correct: `rftkit.eval.pass_threshold` when set, else
     the grader's own `pass_threshold` (text_similarity's), else 1.0 (a binary grader's pass).
 
@@ -190,7 +190,7 @@ def pass_threshold(configured: float | None, grader: dict) -> float:
     """
     if configured is not None:
         return configured
-    own = grader.get("pass_threshold")
+    own = (grader or {}).get("pass_threshold")  # None: an environment's reward()
     numeric = isinstance(own, (int, float)) and not isinstance(own, bool)
     return float(own) if numeric else 1.0
 

@@ -167,6 +167,11 @@ class Supervisor:
             self._try(job["id"], "fail", f"Validation failed: {err}", level="error",
                       error={"code": "invalid_training_file", "message": str(err), "param": "training_file"})
             return
+        except Exception as err:  # noqa: BLE001 — rftkit's own bug: fail this job, never retry it forever
+            message = f"Validation failed on an internal error: {type(err).__name__}: {err}"
+            self._try(job["id"], "fail", message, level="error",
+                      error={"code": "internal_error", "message": message, "param": None})
+            return
         self._try(job["id"], "validated", "Files validated, moving job to queued state", total_steps=total_steps)
 
     def _ingest(self, job: dict) -> None:
