@@ -54,6 +54,7 @@ class Episode:
     messages: list[dict[str, Any]]
     prompt_ids: list[int]
     budget: int
+    tools: list[dict[str, Any]] | None = None  # shown in the prompt: the environment's, else the row's
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
@@ -126,9 +127,10 @@ class EpisodeSampler:
             episode = Episode(env, list(example.prompt_messages), [], 0, error=f"reset: {type(err).__name__}: {err}")
             episode.stop("tool_error")
             return episode
-        prompt = encode_text(tokenizer, render_prompt(tokenizer, messages, env.tools or None, **self.template_kwargs))
+        tools = env.tools or example.tools or None
+        prompt = encode_text(tokenizer, render_prompt(tokenizer, messages, tools, **self.template_kwargs))
         budget = self.limits.max_tokens or max(context_length(tokenizer) - len(prompt), 1)
-        return Episode(env, messages, prompt, budget)
+        return Episode(env, messages, prompt, budget, tools)
 
     def take_turn(self, tokenizer, episode: Episode, completion: Completion) -> None:
         """Record one sampled turn, let the environment answer it, and append the answer."""
@@ -153,8 +155,7 @@ class EpisodeSampler:
             return episode.stop(result.stop_reason or "completed")
         if episode.model_turns >= self.limits.max_turns:
             return episode.stop("max_turns")
-        between = observation_ids(tokenizer, episode.messages, result.messages, episode.env.tools or None,
-                                  **self.template_kwargs)
+        between = observation_ids(tokenizer, episode.messages, result.messages, episode.tools, **self.template_kwargs)
         episode.messages += result.messages
         if len(episode.ids) + len(between) >= episode.budget:
             return episode.stop("max_tokens")
