@@ -31,11 +31,14 @@ def all_events(client, job_id):
 
 
 def start_job(client, folder, steps):
-    """A reinforcement job on the tiny model over freshly uploaded data."""
+    """A reinforcement job on the tiny model over freshly uploaded data. Its untrained model writes
+    random bytes, which may hold no 'a' at all, so the baseline check (its own tests elsewhere)
+    is off: these tests are about what happens to the job after it starts."""
     train, _ = write_rl_files(folder)
     training = client.files.create(file=train.open("rb"), purpose="fine-tune")
+    rftkit = rftkit_block(steps, eval={"k": 4, "baseline": False})
     return client.fine_tuning.jobs.create(model="tiny", training_file=training.id, method=reinforcement_method(),
-                                          extra_body={"rftkit": rftkit_block(steps)})
+                                          extra_body={"rftkit": rftkit})
 
 
 def finished(client, job_id):

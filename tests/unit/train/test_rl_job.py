@@ -104,15 +104,17 @@ def test_a_grader_that_is_down_auto_pauses_at_once(tmp_path, tiny_dir):
 
 def test_monitor_state_survives_a_resume(tmp_path, tiny_dir):
     """Train, stop, resume: the resumed run starts from the monitors' state at the stop, and
-    keeps adding to it."""
+    keeps adding to it. The stop comes during step 3's training grades, so step 3's validation
+    is skipped and its train reward waits in the checkpoint for the next evaluation."""
     out = tmp_path / "run"
     grader = {"valid": [0.5, 0.3, 0.2, 0.1], "train": [0.1, 0.2, 0.3, 0.4]}
     spec = job(tmp_path, tiny_dir, 4, {**grader, "stop_after_steps": 3}, monitor={"valid_drop_evals": 1})
     paused = run(spec, out)
     assert paused.status == "paused" and paused.steps == 3
     saved = json.loads((out / "checkpoint-3" / "state.json").read_text())
-    assert saved["monitor"]["evals"] == [[0.1, 0.5], [0.2, 0.3], [0.3, 0.2]]
-    assert saved["monitor"]["warning_counts"] == {"validation_drop": 1}  # 0.3 under 0.5; 0.2 is the same drop
+    assert saved["monitor"]["evals"] == [[0.1, 0.5], [0.2, 0.3]]
+    assert saved["train_rewards_since_eval"] == [0.3]
+    assert saved["monitor"]["warning_counts"] == {"validation_drop": 1}  # 0.3 under 0.5
     assert saved["best_valid_reward"] == 0.5 and len(saved["warnings"]) == 1
 
     again = job(tmp_path, tiny_dir, 4, {**grader, "resumed_at": 3}, monitor={"valid_drop_evals": 1})
@@ -126,7 +128,7 @@ def test_monitor_state_survives_a_resume(tmp_path, tiny_dir):
     assert finished.status == "succeeded"
     assert finished.warnings == paused.warnings  # step 4's 0.1 is still the drop from 0.5, said once
     final = json.loads((out / "checkpoint-4" / "state.json").read_text())
-    assert final["monitor"]["evals"] == [[0.1, 0.5], [0.2, 0.3], [0.3, 0.2], [0.4, 0.1]]
+    assert final["monitor"]["evals"] == [[0.1, 0.5], [0.2, 0.3], [0.35, 0.1]]  # steps 3 and 4's train rewards
 
 
 @pytest.mark.parametrize("lora", [False, True])
