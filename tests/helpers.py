@@ -30,3 +30,32 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
         [sys.executable, "-m", "rftkit.cli", *map(str, args)],
         capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
     )
+
+
+TIMING = ("time_", "samples_per_s", "tokens_per_s")
+
+
+def write_job(tmp_path, model_dir, steps=6, **rftkit_extra):
+    """A reinforcement job on `model_dir`: 8 training and 4 validation prompts, a reward for an 'a'."""
+    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(12)]
+    write_jsonl(tmp_path / "train.jsonl", prompts[:8])
+    write_jsonl(tmp_path / "valid.jsonl", prompts[8:])
+    rftkit = {"group_size": 4, "learning_rate": 1e-3, "max_steps": steps, "lengths": {"max_completion_tokens": 16},
+              "eval": {"k": 4}, "checkpoints": {"interval": 1, "keep_last": 2}, **rftkit_extra}
+    job = {
+        "model": str(model_dir), "training_file": "train.jsonl", "validation_file": "valid.jsonl", "seed": 3,
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": {"type": "string_check", "name": "has a", "input": "{{ sample.output_text }}",
+                       "reference": "a", "operation": "like"},
+            "hyperparameters": {"batch_size": 4, "eval_interval": 2}}},
+        "rftkit": rftkit,
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(job))  # JSON is YAML
+    return path
+
+
+def metrics_of(run_dir):
+    """metrics.jsonl's rows without their timings (which differ between runs)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.startswith(TIMING)} for row in rows]

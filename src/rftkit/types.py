@@ -82,6 +82,21 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Where one call's prompts sit in a batch split across ranks: prompts `offset` to
+    `offset + len(prompts)` of `total`. An engine that draws its randomness for the whole batch
+    and keeps its share samples the same tokens for a prompt however the batch is split, so N
+    data-parallel ranks draw what one process would (the in-process engines and vLLM do)."""
+
+    offset: int
+    total: int
+
+    def rows(self, n: int) -> "Shard":
+        """The same place counted in rows, each prompt repeated `n` times."""
+        return Shard(self.offset * n, self.total * n)
+
+
+@dataclass(frozen=True)
 class Turn:
     """One stretch of a trajectory's completion, columns [start, end): who wrote it.
 

@@ -8,6 +8,7 @@ which is a bug. Each command group lives in its own module; imports of heavy lib
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -40,11 +41,18 @@ app.add_typer(feedback.app, name="feedback")
 app.command("bench")(bench.bench)
 
 
+def rank_prefix() -> str:
+    """"rank N: " in one of several data-parallel ranks, so that a failure says which."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"rank {os.environ.get('RANK', '0')}: " if world.isdigit() and int(world) > 1 else ""
+
+
 def main() -> None:
     try:
         app()
     except RftkitError as err:
-        console.print(f"[red]error[/]: {escape(str(err))}", highlight=False)
+        console.quiet = False  # a data-parallel rank other than 0 is quiet, but not about its errors
+        console.print(f"[red]error[/]: {rank_prefix()}{escape(str(err))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,11 +19,16 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the newest checkpoint in --out (reinforcement)."),
     force: bool = typer.Option(False, help="Train even when the baseline check finds pass@k = 0."),
     overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
+    nproc: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (reinforcement; docs/scale.md)."),
 ) -> None:
     """Run a fine-tuning job: supervised, or reinforcement with baseline check, checkpoints and report."""
     from rftkit.config import load_job
 
     spec = load_job(job)
+    if nproc > 1 and not os.environ.get("WORLD_SIZE"):
+        code = launch_ranks(spec, job, out_dir, nproc, resume=resume, force=force, overwrite=overwrite)
+        raise typer.Exit(code)
+    quiet_unless_rank_zero()
     if spec.method.type == "supervised":
         if resume:
             raise RftkitError("--resume applies to reinforcement jobs", fix="rerun the supervised job with --overwrite")
@@ -41,6 +47,33 @@ def train(
     print_rl_summary(summary)
     if summary.status == "paused":
         raise typer.Exit(3)
+
+
+def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, force: bool, overwrite: bool) -> int:
+    """`--nproc N`: check the job can be split N ways, then run N ranks of this command."""
+    from rftkit.scale.launch import launch
+
+    if spec.method.type != "reinforcement":
+        raise RftkitError("--nproc applies to reinforcement jobs", fix="run a supervised job without --nproc")
+    batch_size = spec.method.reinforcement.hyperparameters.batch_size
+    if isinstance(batch_size, int) and nproc > batch_size:
+        raise RftkitError(f"--nproc {nproc} is more ranks than the {batch_size} prompts of a step: a rank would "
+                          "have no prompt to sample", fix=f"use --nproc {batch_size} or fewer, or raise batch_size")
+    cores = os.cpu_count() or 1
+    if nproc > cores:
+        out.print(f"[yellow]warning[/]: --nproc {nproc} is more ranks than this machine's {cores} cores: they will "
+                  f"share cores and each step runs slower; --nproc {cores} is the most that pays", highlight=False)
+    args = ["train", str(job), "--out", str(out_dir)]
+    args += [flag for flag, on in (("--resume", resume), ("--force", force), ("--overwrite", overwrite)) if on]
+    out.print(f"starting {nproc} data-parallel ranks (rank 0 writes {out_dir})")
+    return launch(args, nproc, log=lambda line: out.print(line, highlight=False, markup=False))
+
+
+def quiet_unless_rank_zero() -> None:
+    """A data-parallel rank other than 0 shows no progress or logs (rank 0 speaks for the job);
+    its errors still reach stderr (`rftkit.cli.main`)."""
+    if int(os.environ.get("RANK", "0")) > 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        out.quiet = True
 
 
 def print_rl_summary(summary) -> None:

@@ -20,7 +20,8 @@ from rftkit.graders.base import Grader
 from rftkit.graders.batch import grade_groups
 from rftkit.rollout.engine import Engine
 from rftkit.rollout.groups import sample_groups
-from rftkit.types import Example, Group, SamplingParams
+from rftkit.scale.parallel import SINGLE, Parallel
+from rftkit.types import Example, Group, SamplingParams, Shard
 
 
 class EvalStopped(Exception):
@@ -61,23 +62,31 @@ def reward_spread(groups: list[Group]) -> dict:
 
 def sample_and_grade(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, samples: int, params: SamplingParams,
-    batch_prompts: int, generator: torch.Generator | None, on_batch: Callable[[int], None] | None = None,
+    batch_prompts: int, seed: int | None, on_batch: Callable[[int], None] | None = None,
     template_vars: dict | None = None, should_stop: Callable[[], bool] | None = None,
-    sampler: Callable = sample_groups,
+    sampler: Callable = sample_groups, parallel: Parallel = SINGLE,
 ) -> list[Group]:
     """`samples` graded completions per example, generated `batch_prompts` prompts at a time
-    (`sampler`: single completions, or a job's multi-turn episodes). `template_vars` reach the
-    chat template (`reasoning_effort`). `should_stop` is asked between batches: when it answers
-    True, `EvalStopped` is raised (a pause or shutdown request)."""
+    (`sampler`: single completions, or a job's multi-turn episodes). Batch b samples from a
+    generator seeded by (`seed`, b) (None: unseeded). `template_vars` reach the chat template
+    (`reasoning_effort`). `should_stop` is asked between batches: when it answers True (on any
+    rank), `EvalStopped` is raised (a pause or shutdown request). Across data-parallel ranks
+    each samples and grades its share of every batch, and every rank returns all the groups."""
     groups: list[Group] = []
     for start in range(0, len(examples), batch_prompts):
         chunk = examples[start:start + batch_prompts]
-        if should_stop is not None and should_stop():
+        if parallel.any(should_stop is not None and should_stop()):
             raise EvalStopped(f"stopped after {start} of {len(examples)} prompts")
-        prompts = [encode_prompt(tokenizer, e, **(template_vars or {})) for e in chunk]
-        new = sampler(engine, tokenizer, chunk, prompts, samples, params, generator=generator)
-        grade_groups(grader, new)
-        groups.extend(new)
+        share = parallel.share(len(chunk))
+        mine = chunk[share.start:share.stop]
+        new: list[Group] = []
+        if mine:
+            prompts = [encode_prompt(tokenizer, e, **(template_vars or {})) for e in mine]
+            generator = None if seed is None else torch.Generator().manual_seed(seed * 100_003 + start)
+            new = sampler(engine, tokenizer, mine, prompts, samples, params, generator=generator,
+                          shard=Shard(share.start, len(chunk)))
+            grade_groups(grader, new)
+        groups.extend(parallel.gather(new))
         if on_batch is not None:
             on_batch(len(chunk))
     return groups
@@ -87,15 +96,15 @@ def evaluate(
     engine: Engine, tokenizer, grader: Grader, examples: list[Example], *, k: int, params: SamplingParams,
     threshold: float = 1.0, batch_prompts: int = 64, seed: int = 0, greedy: bool = True,
     on_batch: Callable[[int], None] | None = None, template_vars: dict | None = None,
-    should_stop: Callable[[], bool] | None = None, sampler: Callable = sample_groups,
+    should_stop: Callable[[], bool] | None = None, sampler: Callable = sample_groups, parallel: Parallel = SINGLE,
 ) -> EvalResult:
     """Sample k completions per prompt (and one greedy answer when `greedy`), grade, summarise.
     The engine samples with the weights it has: sync it first (`RLTrainer.sync_engine`).
-    `template_vars` and `should_stop` as in `sample_and_grade`."""
-    per_batch = {"template_vars": template_vars, "should_stop": should_stop, "sampler": sampler}
-    generator = torch.Generator().manual_seed(seed)
+    `template_vars`, `should_stop` and `parallel` as in `sample_and_grade`."""
+    per_batch = {"template_vars": template_vars, "should_stop": should_stop, "sampler": sampler,
+                 "parallel": parallel}
     groups = sample_and_grade(engine, tokenizer, grader, examples, samples=k, params=params,
-                              batch_prompts=max(1, batch_prompts // k), generator=generator, on_batch=on_batch,
+                              batch_prompts=max(1, batch_prompts // k), seed=seed, on_batch=on_batch,
                               **per_batch)
     correct = [sum(r >= threshold for r in g.rewards) for g in groups]
     result = EvalResult(
@@ -109,6 +118,6 @@ def evaluate(
     if greedy and examples:
         greedy_params = SamplingParams(params.max_new_tokens, temperature=0.0)
         answers = sample_and_grade(engine, tokenizer, grader, examples, samples=1, params=greedy_params,
-                                   batch_prompts=batch_prompts, generator=None, **per_batch)
+                                   batch_prompts=batch_prompts, seed=None, **per_batch)
         result.greedy_pass = statistics.fmean(g.rewards[0] >= threshold for g in answers)
     return result

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rftkit.errors import RftkitError
-from rftkit.types import SamplingParams
+from rftkit.types import SamplingParams, Shard
 
 if TYPE_CHECKING:
     import torch
 
     from rftkit.config import EngineOptions, LoraOptions
 
-__all__ = ["Completion", "Engine", "EngineContext", "EngineUnavailable", "ENGINES", "SamplingParams",
+__all__ = ["Completion", "Engine", "EngineContext", "EngineUnavailable", "ENGINES", "SamplingParams", "Shard",
            "build_engine", "register_engine"]
 
 # (rows, tokens): the new token of each row still writing, rows numbered prompt-major
@@ -94,9 +94,12 @@ class Engine:
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, *, n: int = 1,
                  generator: "torch.Generator | None" = None,
-                 on_tokens: TokenCallback | None = None) -> list[list[Completion]]:
+                 on_tokens: TokenCallback | None = None, shard: Shard | None = None) -> list[list[Completion]]:
         """`n` completions of each prompt, [prompt][sample]. `generator` makes sampling
-        reproducible (remote engines draw their request seeds from it)."""
+        reproducible (remote engines draw their request seeds from it). `shard` places the
+        prompts in a batch split across data-parallel ranks: an engine that honours it draws
+        for the whole batch and keeps its share, so a prompt's samples do not depend on the
+        split; one that cannot (a remote server) samples its share as it would any batch."""
         raise NotImplementedError
 
     def update_weights(self, model: Any, version: int) -> None:

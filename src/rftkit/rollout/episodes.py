@@ -29,7 +29,7 @@ from rftkit.data.conversation import encode_text, observation_ids
 from rftkit.rollout.engine import Completion, Engine
 from rftkit.rollout.env import Env
 from rftkit.rollout.hf import decode
-from rftkit.types import Example, Group, Sample, SamplingParams, Trajectory, Turn
+from rftkit.types import Example, Group, Sample, SamplingParams, Shard, Trajectory, Turn
 
 LONGEST_CONTEXT = 1 << 15  # when a tokenizer does not say how long a sequence may be
 
@@ -81,19 +81,22 @@ class Episode:
 
 
 class EpisodeSampler:
-    """Draws episodes: `sampler(engine, tokenizer, examples, prompts, n, params, generator=)`
+    """Draws episodes: `sampler(engine, tokenizer, examples, prompts, n, params, generator=, shard=)`
     returns one Group of `n` episodes per example (`prompts` is not used: an environment's
-    `reset` may change the opening conversation, so each episode renders its own)."""
+    `reset` may change the opening conversation, so each episode renders its own). `shard`
+    reaches the opening turns; later turns depend on which episodes are still running, so
+    across data-parallel ranks an episode's later turns are sampled as a share of that rank's."""
 
     def __init__(self, make_env: Callable[[], Env], limits: EpisodeLimits, **template_kwargs):
         self.make_env, self.limits, self.template_kwargs = make_env, limits, template_kwargs
 
     def __call__(self, engine: Engine, tokenizer, examples: list[Example], prompts, group_size: int,
-                 params: SamplingParams, *, generator: torch.Generator | None = None) -> list[Group]:
+                 params: SamplingParams, *, generator: torch.Generator | None = None,
+                 shard: Shard | None = None) -> list[Group]:
         episodes = [self.start(tokenizer, example) for example in examples for _ in range(group_size)]
         try:
             active = [e for e in episodes if e.stop_reason is None]
-            completions = self.first_turns(engine, episodes, group_size, params, generator)
+            completions = self.first_turns(engine, episodes, group_size, params, generator, shard)
             while active:
                 for episode, completion in zip(active, completions):
                     self.take_turn(tokenizer, episode, completion)
@@ -109,13 +112,14 @@ class EpisodeSampler:
                 for i, example in enumerate(examples)]
 
     def first_turns(self, engine: Engine, episodes: list[Episode], group_size: int, params: SamplingParams,
-                    generator) -> list[Completion]:
+                    generator, shard: Shard | None = None) -> list[Completion]:
         """The opening turn of every running episode, each distinct prompt sampled n times when
         a group's episodes start alike (the usual case)."""
         active = [e for e in episodes if e.stop_reason is None]
         groups = [episodes[i: i + group_size] for i in range(0, len(episodes), group_size)]
         if len(active) == len(episodes) and all(e.prompt_ids == g[0].prompt_ids for g in groups for e in g):
-            drawn = engine.generate([g[0].prompt_ids for g in groups], params, n=group_size, generator=generator)
+            drawn = engine.generate([g[0].prompt_ids for g in groups], params, n=group_size, generator=generator,
+                                    shard=shard)
             return [c for row in drawn for c in row]
         return [c[0] for c in engine.generate([e.context() for e in active], params, n=1, generator=generator)]
 

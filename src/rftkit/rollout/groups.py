@@ -6,7 +6,7 @@ import torch
 
 from rftkit.rollout.engine import Completion, Engine
 from rftkit.rollout.hf import decode
-from rftkit.types import Example, Group, Sample, SamplingParams, Trajectory
+from rftkit.types import Example, Group, Sample, SamplingParams, Shard, Trajectory
 
 
 def to_sample(tokenizer, prompt: list[int], completion: Completion) -> Sample:
@@ -25,8 +25,10 @@ def sample_groups(
     params: SamplingParams,
     *,
     generator: torch.Generator | None = None,
+    shard: Shard | None = None,
 ) -> list[Group]:
-    """One Group per example: `group_size` samples of its (already encoded) prompt."""
-    completions = engine.generate(prompts, params, n=group_size, generator=generator)
+    """One Group per example: `group_size` samples of its (already encoded) prompt. `shard`:
+    where these examples sit in a batch split across ranks (`Engine.generate`)."""
+    completions = engine.generate(prompts, params, n=group_size, generator=generator, shard=shard)
     return [Group(example, prompt, [to_sample(tokenizer, prompt, c) for c in drawn])
             for example, prompt, drawn in zip(examples, prompts, completions)]

@@ -23,7 +23,7 @@ from transformers import DynamicCache
 from rftkit.models.lean_llama import LeanWeights
 from rftkit.rollout.engine import Completion
 from rftkit.rollout.fast_decode import DecodeState
-from rftkit.types import SamplingParams
+from rftkit.types import SamplingParams, Shard
 
 COMPACT_FRACTION = 4  # measured on the bench's S model: 2, 4 and every-step removal within noise, 8 slower
 
@@ -79,18 +79,36 @@ def distinct_prompts(prompts: list[list[int]]) -> tuple[list[list[int]], torch.T
     return [list(p) for p in seen], torch.tensor(index, dtype=torch.long)
 
 
-def sample_next(logits_BV: torch.Tensor, params: SamplingParams, generator: torch.Generator | None):
-    """(token [B], its log-probability under the temperature-scaled distribution [B])."""
+class RowUniforms:
+    """One uniform draw per row and decoding step, tied to the row's place in the whole batch:
+    each step draws `shard.total` values and a call's rows read theirs at `shard.offset + row`.
+    So a row samples the same token whether the batch runs in one call or is split across
+    ranks (`types.Shard`), and whichever rows have finished. The draws come from the
+    generator's own device (a CPU generator cannot fill a CUDA tensor), so one seed gives the
+    same draws on every device."""
+
+    def __init__(self, generator: torch.Generator | None, shard: Shard):
+        self.generator, self.shard = generator, shard
+
+    def draw(self, rows_B: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """[B, 1] uniforms of the call's rows `rows_B` (numbered within the call) for one step."""
+        drawn_on = self.generator.device if self.generator is not None else device
+        uniform_T = torch.rand(self.shard.total, generator=self.generator, device=drawn_on)
+        return uniform_T[rows_B.to(drawn_on) + self.shard.offset].to(device)[:, None]
+
+
+def sample_next(logits_BV: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
+                uniform_B1: torch.Tensor | None = None):
+    """(token [B], its log-probability under the temperature-scaled distribution [B]).
+    `uniform_B1`: the rows' draws (`RowUniforms`); by default drawn here from `generator`."""
     if params.greedy:
         token_B = logits_BV.argmax(-1)
         return token_B, logits_BV.log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
     cdf_BV = filter_logits(logits_BV, params).softmax(-1).cumsum(-1)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds a uniform
-    # draw; exact, and several times cheaper than torch.multinomial for a batch of rows. The
-    # draws come from the generator's own device (a CPU generator cannot fill a CUDA tensor),
-    # so one seed gives the same draws on every device
-    drawn_on = generator.device if generator is not None else cdf_BV.device
-    uniform_B1 = torch.rand((len(cdf_BV), 1), generator=generator, device=drawn_on).to(cdf_BV.device)
+    # draw; exact, and several times cheaper than torch.multinomial for a batch of rows
+    if uniform_B1 is None:
+        uniform_B1 = RowUniforms(generator, Shard(0, len(cdf_BV))).draw(torch.arange(len(cdf_BV)), cdf_BV.device)
     uniform_B1 = uniform_B1 * cdf_BV[:, -1:]
     token_B = torch.searchsorted(cdf_BV, uniform_B1, right=True)[:, 0].clamp(max=cdf_BV.shape[-1] - 1)
     return token_B, (logits_BV / params.temperature).log_softmax(-1).gather(-1, token_B[:, None])[:, 0]
@@ -107,6 +125,7 @@ def generate(
     lean: LeanWeights | None = None,
     on_tokens: Callable[[list[int], list[int]], None] | None = None,
     version: int = 0,
+    shard: Shard | None = None,
 ) -> list[Completion]:
     """Sample one completion per prompt (repeat a prompt G times for a group).
 
@@ -119,6 +138,7 @@ def generate(
     mathematics, a fraction of the operators); otherwise through the model's own forward.
     `on_tokens(rows, tokens)`, when given, hears each step's new token of every row still
     writing (rows numbered as in `prompts`), for streaming. Completions carry `version`.
+    `shard` places these rows in a larger batch split across ranks (see `RowUniforms`).
     """
     if not params.max_new_tokens:
         return [Completion([]) for _ in prompts]
@@ -135,8 +155,10 @@ def generate(
     stop = torch.tensor(sorted(stop_ids), device=device)
     tokens_NT = torch.full((len(prompts), params.max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs_NT = torch.zeros((len(prompts), params.max_new_tokens), device=device)
+    uniforms = RowUniforms(generator, shard or Shard(0, len(prompts)))
     for step in range(params.max_new_tokens):
-        token_B, logprob_B = sample_next(logits_BV, params, generator)
+        drawn_B1 = None if params.greedy else uniforms.draw(rows, device)
+        token_B, logprob_B = sample_next(logits_BV, params, generator, drawn_B1)
         writing_B = ~finished_B
         tokens_NT[rows[writing_B], step], logprobs_NT[rows[writing_B], step] = token_B[writing_B], logprob_B[writing_B]
         if on_tokens is not None:

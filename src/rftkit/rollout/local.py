@@ -24,7 +24,7 @@ from rftkit.models.lean_llama import LeanWeights
 from rftkit.rollout.engine import Completion, Engine, EngineContext, TokenCallback, register_engine
 from rftkit.rollout.fast_decode import decode_weights
 from rftkit.rollout.hf import evaluating, generate, stop_token_ids
-from rftkit.types import SamplingParams
+from rftkit.types import SamplingParams, Shard
 
 
 def auto_engine_name(model: Any) -> str:
@@ -45,14 +45,15 @@ class LocalEngine(Engine):
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, *, n: int = 1,
                  generator: torch.Generator | None = None,
-                 on_tokens: TokenCallback | None = None) -> list[list[Completion]]:
+                 on_tokens: TokenCallback | None = None, shard: Shard | None = None) -> list[list[Completion]]:
         rows = [list(prompt) for prompt in prompts for _ in range(n)]
         if not rows:
             return []
         with evaluating(self.model):
             completions = generate(self.model, rows, params, pad_id=self.tokenizer.pad_token_id,
                                    stop_ids=self.stop_ids, generator=generator, lean=self.lean_weights(),
-                                   on_tokens=on_tokens, version=self.version or 0)
+                                   on_tokens=on_tokens, version=self.version or 0,
+                                   shard=shard.rows(n) if shard is not None else None)
         return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def update_weights(self, model: Any, version: int) -> None:

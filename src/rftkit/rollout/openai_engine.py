@@ -38,7 +38,7 @@ from rftkit.config import EngineOptions
 from rftkit.errors import RftkitError
 from rftkit.retry import RetriesExhausted, post_retrying
 from rftkit.rollout.engine import Completion, Engine, EngineContext, EngineUnavailable, TokenCallback, register_engine
-from rftkit.types import SamplingParams
+from rftkit.types import SamplingParams, Shard
 
 RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})  # not 409: rftkit serve's "not in that state"
 
@@ -67,8 +67,9 @@ class OpenAIEngine(Engine):
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, *, n: int = 1,
                  generator: torch.Generator | None = None,
-                 on_tokens: TokenCallback | None = None) -> list[list[Completion]]:
-        """`on_tokens` is not called: replies come whole."""
+                 on_tokens: TokenCallback | None = None, shard: Shard | None = None) -> list[list[Completion]]:
+        """`on_tokens` is not called: replies come whole. `shard` is not used: the server's
+        numerics are its own, and its seeds are per request."""
         out: list[list[Completion]] = []
         step = self.options.prompts_per_request
         for start in range(0, len(prompts), step):

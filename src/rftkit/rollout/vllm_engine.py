@@ -31,7 +31,7 @@ from rftkit.config import EngineOptions
 from rftkit.errors import RftkitError
 from rftkit.rollout.engine import Completion, Engine, EngineContext, TokenCallback, register_engine
 from rftkit.rollout.hf import stop_token_ids
-from rftkit.types import SamplingParams
+from rftkit.types import SamplingParams, Shard
 
 
 def _import_vllm():
@@ -80,12 +80,14 @@ class VLLMEngine(Engine):
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, *, n: int = 1,
                  generator: torch.Generator | None = None,
-                 on_tokens: TokenCallback | None = None) -> list[list[Completion]]:
-        """`on_tokens` is not called: vLLM answers whole."""
+                 on_tokens: TokenCallback | None = None, shard: Shard | None = None) -> list[list[Completion]]:
+        """`on_tokens` is not called: vLLM answers whole. Each prompt's seed is drawn for the
+        whole batch (`shard`), so a prompt gets the same seed however the batch is split."""
         if not prompts:
             return []
         self.wake()
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),), generator=generator).tolist()
+        shard = shard or Shard(0, len(prompts))
+        seeds = torch.randint(0, 2**31 - 1, (shard.total,), generator=generator)[shard.offset:][:len(prompts)].tolist()
         sampling = [self.vllm.SamplingParams(
             n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
             max_tokens=params.max_new_tokens, logprobs=0, seed=seed, stop_token_ids=self.stop_ids,

@@ -11,6 +11,12 @@ the trainer's (then the importance correction of `algo/correction.py` applies); 
 model is consulted when the KL coefficient is non-zero, or to log KL for monitoring
 (`kl.measure`, see `measures_kl`); under LoRA it is the policy with its adapter switched off,
 so no second copy is held.
+
+Across data-parallel ranks (`parallel`, see `scale/parallel.py`) each rank samples and grades
+its share of the step's prompts and then holds every rank's groups; the log-prob passes and
+the update split the rows between the ranks. A step's sampling draws from a generator seeded
+by the job's seed and the step (`sampling_generator`), with each prompt's draws tied to its
+place in the batch (`types.Shard`), so N ranks sample the tokens one process would.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from rftkit.resolved import ResolvedReinforcement
 from rftkit.rollout.engine import Engine, EngineContext, EngineUnavailable, build_engine
 from rftkit.rollout.groups import sample_groups
 from rftkit.rollout.hf import evaluating
+from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
 from rftkit.train.metrics import step_metrics
@@ -41,7 +48,7 @@ from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rat
 from rftkit.train.order import DataOrder
 from rftkit.train.timing import PhaseTimer
 from rftkit.train.update import StepTensors, update_actor, update_critic
-from rftkit.types import Batch, Example, Group
+from rftkit.types import Batch, Example, Group, Shard
 
 
 @dataclass
@@ -79,6 +86,12 @@ def needs_reference_copy(kl: KLOptions, is_lora: bool) -> bool:
     return measures_kl(kl, is_lora) and not is_lora
 
 
+def sampling_generator(seed: int, step: int, round_: int = 0) -> torch.Generator:
+    """The generator a step's sampling round draws from: a function of the seed and the step
+    alone, so that every rank (and a resumed run) starts the round from the same state."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 31 + round_)
+
+
 def correction_level(mode: str, engine: Engine) -> str | None:
     """The importance-correction level (token, sequence) for samples from `engine`, or None:
     `auto` corrects only engines whose log-probs are not the trainer's own."""
@@ -92,18 +105,19 @@ class RLTrainer:
 
     def __init__(self, model, tokenizer, grader: Grader, examples: list[Example], settings: ResolvedReinforcement,
                  *, engine: Engine | None = None, reference: torch.nn.Module | None = None,
-                 critic: ValueModel | None = None, sampler: Callable = sample_groups):
+                 critic: ValueModel | None = None, sampler: Callable = sample_groups, parallel: Parallel = SINGLE):
         """`engine` samples (default: `auto` over `model`); `sampler` draws groups through it
         (single completions, or multi-turn episodes: `rollout.episodes.EpisodeSampler`);
         `reference` (a frozen copy of the starting policy) is needed only for full fine-tuning
-        that measures KL (`measures_kl`); under LoRA the adapter is switched off instead."""
+        that measures KL (`measures_kl`); under LoRA the adapter is switched off instead.
+        `parallel`: this process's rank among data-parallel ranks (one process by default)."""
         self.model, self.tokenizer, self.grader, self.examples, self.settings = model, tokenizer, grader, examples, settings
         self.engine = engine or build_engine("auto", EngineContext(model, tokenizer))
         self.is_lora = hasattr(model, "disable_adapter")
         self.measures_kl = measures_kl(settings.kl, self.is_lora)
         needs_reference = needs_reference_copy(settings.kl, self.is_lora)
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
-        self.critic, self.sampler = critic, sampler
+        self.critic, self.sampler, self.parallel = critic, sampler, parallel
         self.optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
         self.critic_optimizer = None
         if critic is not None:
@@ -127,22 +141,33 @@ class RLTrainer:
         """Bring the engine to the policy's current weights (a no-op when it already has them)."""
         self.engine.update_weights(self.model, self.step_count)
 
-    def sample(self, indices: list[int]) -> list[Group]:
+    def sample(self, indices: list[int], round_: int = 0) -> list[Group]:
+        """This rank's share of the groups of `indices` (the whole batch's prompts)."""
         self.sync_engine()
-        return self.sampler(self.engine, self.tokenizer, [self.examples[i] for i in indices],
-                            [self.prompt_ids(i) for i in indices], self.settings.group_size,
-                            self.settings.sampling, generator=self.generator)
+        share = self.parallel.share(len(indices))
+        mine = indices[share.start:share.stop]
+        if not mine:
+            return []
+        generator = sampling_generator(self.settings.seed, self.step_count, round_)
+        return self.sampler(self.engine, self.tokenizer, [self.examples[i] for i in mine],
+                            [self.prompt_ids(i) for i in mine], self.settings.group_size,
+                            self.settings.sampling, generator=generator, shard=Shard(share.start, len(indices)))
 
     def draw(self, timer: PhaseTimer) -> Draw:
         """Sample and grade groups; with dynamic sampling keep only informative ones, sampling
         more rounds (up to `sampling_rounds`) to refill the batch."""
         algorithm = self.settings.algorithm
         kept, drawn, graded = [], [], []
-        for _ in range(algorithm.sampling_rounds if algorithm.dynamic_sampling else 1):
+        for round_ in range(algorithm.sampling_rounds if algorithm.dynamic_sampling else 1):
             with timer("gen"):
-                groups = self.sample(self.order.next_batch(self.settings.batch_size - len(kept)))
+                groups = self.sample(self.order.next_batch(self.settings.batch_size - len(kept)), round_)
             with timer("reward"):
-                graded.append(grade_groups(self.grader, groups))
+                grades = grade_groups(self.grader, groups)
+            if self.parallel.active:  # every rank's groups and grades, in batch order, on every rank
+                groups = self.parallel.gather(groups)
+                graded.extend(self.parallel.gather([grades]))
+            else:
+                graded.append(grades)
             drawn.extend(groups)
             if not algorithm.dynamic_sampling:
                 return Draw(groups, drawn, graded)
@@ -164,7 +189,18 @@ class RLTrainer:
             raise
 
     def recomputed_logprobs(self, batch: Batch, reference: bool = False) -> torch.Tensor:
-        """[N, C] log-probs of the batch's completions under the current policy (or the reference)."""
+        """[N, C] log-probs of the batch's completions under the current policy (or the
+        reference); across ranks each computes its share of the rows, and the shares are summed."""
+        if not self.parallel.active:
+            return self._logprobs(batch, reference)
+        share = self.parallel.share(batch.loss_mask_NC.shape[0])
+        logprobs_NC = torch.zeros(batch.loss_mask_NC.shape, device=batch.loss_mask_NC.device)
+        if len(share):
+            mine_nc = self._logprobs(batch.rows(torch.arange(share.start, share.stop)), reference)
+            logprobs_NC[share.start:share.stop, : mine_nc.shape[1]] = mine_nc
+        return self.parallel.sum_(logprobs_NC)
+
+    def _logprobs(self, batch: Batch, reference: bool) -> torch.Tensor:
         if not reference:
             model, context = self.model, nullcontext()
         elif self.is_lora:
@@ -249,11 +285,12 @@ class RLTrainer:
         tensors = StepTensors(advantages_NC, old_NC, reference_NC, weights_NC, returns_NC, values_NC)
         self.model.train()
         with timer("update_actor"):
-            stats.update(update_actor(self.model, self.optimizer, batch, tensors, self.settings.update, self.generator))
+            stats.update(update_actor(self.model, self.optimizer, batch, tensors, self.settings.update, self.generator,
+                                      self.parallel))
         if self.critic is not None:
             with timer("update_critic"):
                 stats.update(update_critic(self.critic, self.critic_optimizer, batch, tensors, self.settings.update,
-                                           self.generator))
+                                           self.generator, self.parallel))
         return stats
 
     # ------------------------------------------------------------------ resumable state

@@ -9,6 +9,11 @@ asks the run to pause: it finishes the current step, writes a checkpoint and sto
 evaluation (baseline, validation, final) checks for the request between batches and stops
 there: an interrupted validation is skipped (its step's checkpoint is written), an interrupted
 baseline or final evaluation runs again on resume.
+
+Under data-parallel ranks (`rftkit train --nproc N`, torchrun, Ray) every rank runs this same
+job; they agree on stopping before each step and between evaluation batches, and only rank 0
+writes the run directory (checkpoints, logs, model, report). A resumed job reads rank 0's
+checkpoint on every rank.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import random
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -49,7 +55,8 @@ from rftkit.train.checkpoint import (
 from rftkit.train.critic import ValueModel
 from rftkit.train.job_rollout import job_rollout
 from rftkit.train.rl import RLTrainer, frozen_copy, needs_reference_copy
-from rftkit.train.runlog import RunLog
+from rftkit.scale.parallel import SINGLE, Parallel
+from rftkit.train.runlog import NullRunLog, RunLog
 from rftkit.train.supervised import prepare_out_dir
 from rftkit.types import Example
 
@@ -142,8 +149,9 @@ class ReinforcementRun:
     """The state of one run: what `run_reinforcement_job` builds and then drives."""
 
     def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None],
-                 network: NetworkPolicy | None = None, stop: StopRequest | None = None):
-        self.spec, self.out, self.log = spec, out, log
+                 network: NetworkPolicy | None = None, stop: StopRequest | None = None,
+                 parallel: Parallel = SINGLE):
+        self.spec, self.out, self.log, self.parallel = spec, out, log, parallel
         self.stop = stop or StopRequest()
         effort = spec.method.reinforcement.hyperparameters.reasoning_effort
         rollout = job_rollout(spec, base_dir, reasoning_template_vars(effort))
@@ -151,6 +159,10 @@ class ReinforcementRun:
         self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train))
+        if parallel.world_size > self.resolved.batch_size:
+            raise RftkitError(f"{parallel.world_size} data-parallel ranks are more than the {self.resolved.batch_size} "
+                              "prompts of a step: a rank would have no prompt to sample",
+                              fix=f"use {self.resolved.batch_size} ranks or fewer, or raise batch_size")
         self.monitor = HackingMonitor(spec.rftkit.monitor)
         self.warnings: list[str] = []
         self.last_valid: float | None = None
@@ -163,14 +175,27 @@ class ReinforcementRun:
         self.tokenizer = tokenizer
         engine = job_engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
         self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.resolved, engine=engine,
-                                 reference=reference, critic=critic, sampler=self.sampler)
+                                 reference=reference, critic=critic, sampler=self.sampler, parallel=self.parallel)
         if checkpoint is not None:
             trainer_state, state = load_trainer_state(checkpoint)
             self.trainer.load_state_dict(trainer_state)
             self.restore_monitors(state)
         r = self.resolved
+        ranks = f" on {self.parallel.world_size} ranks" if self.parallel.active else ""
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
-                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}")
+                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}")
+
+    def stopping(self) -> bool:
+        """Whether a stop was requested on any rank (then it is on every rank): ranks agree
+        before each step, so none waits in a step the others left."""
+        if self.parallel.any(self.stop.reason is not None):
+            self.stop.request("stop requested on another rank")
+        return self.stop.reason is not None
+
+    def write(self, name: str, text: str) -> None:
+        """A file of the run directory, written by rank 0 alone."""
+        if self.parallel.is_main:
+            (self.out / name).write_text(text)
 
     def evaluate(self, k: int, *, greedy: bool, seed: int, label: str,
                  examples: list[Example] | None = None) -> EvalResult:
@@ -178,14 +203,24 @@ class ReinforcementRun:
         current weights. Raises EvalStopped between batches once a stop is requested."""
         examples = self.valid if examples is None else examples
         self.trainer.sync_engine()
-        with progress_bar(transient=True) as progress:
+        with progress_bar(transient=True) as progress, self.stop_everywhere():
             task = progress.add_task(label, total=len(examples), info="")
             return evaluate(self.trainer.engine, self.tokenizer, self.grader, examples, k=k,
                             params=self.resolved.sampling, threshold=self.resolved.pass_threshold,
                             batch_prompts=self.spec.rftkit.eval_batch_size, seed=seed, greedy=greedy,
                             on_batch=lambda n: progress.advance(task, n),
                             template_vars=self.resolved.chat_template_vars,
-                            should_stop=lambda: self.stop.reason is not None, sampler=self.sampler)
+                            should_stop=lambda: self.stop.reason is not None, sampler=self.sampler,
+                            parallel=self.parallel)
+
+    @contextmanager
+    def stop_everywhere(self):
+        """An evaluation stopped on another rank's request stops this rank's job too."""
+        try:
+            yield
+        except EvalStopped:
+            self.stop.request("stop requested on another rank")
+            raise
 
     def describe(self, result: EvalResult) -> str:
         greedy = f", greedy {result.greedy_pass:.1%}" if result.greedy_pass is not None else ""
@@ -218,7 +253,7 @@ class ReinforcementRun:
             return None
         summary = {**result.summary(), "prompts_from": what, "pass_threshold": self.resolved.pass_threshold,
                    "rewards": reward_spread(result.groups)}
-        (self.out / "baseline.json").write_text(json.dumps(summary, indent=1))
+        self.write("baseline.json", json.dumps(summary, indent=1))
         run_log.samples(0, "baseline", result.groups)
         self.log(f"baseline: {self.describe(result)}")
         warning = baseline_verdict(result, summary["rewards"], self.resolved.pass_threshold, what, force)
@@ -286,6 +321,8 @@ class ReinforcementRun:
     def checkpoint(self, step: int, metrics: dict) -> None:
         """`valid_reward` is the score this checkpoint's own weights earned: set only when the
         step ran a validation, so that `keep_best` keeps the checkpoint that earned it."""
+        if not self.parallel.is_main:
+            return
         state = {"valid_reward": metrics.get("valid_reward_mean"), "metrics": metrics, **self.monitor_state()}
         save_checkpoint(self.out, step, self.trainer.model, self.trainer.state_dict(), state, self.tokenizer)
         opts = self.spec.rftkit.checkpoints
@@ -311,7 +348,7 @@ class ReinforcementRun:
 
     def ensure_checkpoint(self, step: int) -> None:
         """A checkpoint of `step` (the trainer's state now), unless one was written already."""
-        if not (self.out / f"checkpoint-{step}").exists():
+        if self.parallel.is_main and not (self.out / f"checkpoint-{step}").exists():
             self.checkpoint(step, {})
 
 
@@ -339,7 +376,7 @@ def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> in
     ran = 0
     with progress_bar() as progress:
         report = step_reporter(progress, "rft", resolved.total_steps, keys, completed=trainer.step_count)
-        while trainer.step_count < resolved.total_steps and stop.reason is None:
+        while trainer.step_count < resolved.total_steps and not run.stopping():
             outcome = trainer.step()
             ran += 1
             step, metrics = trainer.step_count, outcome.metrics
@@ -363,15 +400,19 @@ def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> in
 
 
 def _finish(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
+    run.parallel.barrier()  # rank 0's checkpoints are written before any rank reads them
     if run.spec.rftkit.checkpoints.export == "best":
         run.use_best_checkpoint()
     if run.valid:
         after = run.evaluate(run.spec.rftkit.eval.k, greedy=True, seed=run.spec.seed, label="final evaluation")
         summary.final = after.summary()
-        (run.out / "final.json").write_text(json.dumps(summary.final, indent=1))
+        run.write("final.json", json.dumps(summary.final, indent=1))
         run_log.samples(summary.steps, "final", after.groups)
         run.log(f"final: {run.describe(after)}")
-    summary.model_dir = str(save_policy(run.trainer.model, run.tokenizer, run.out / "model"))
+    model_dir = run.out / "model"
+    if run.parallel.is_main:
+        save_policy(run.trainer.model, run.tokenizer, model_dir)
+    summary.model_dir = str(model_dir)
 
 
 def _finish_unless_stopped(run: ReinforcementRun, summary: RLSummary, run_log: RunLog) -> None:
@@ -391,7 +432,7 @@ def _engine_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLog, e
     step = run.trainer.step_count
     run.ensure_checkpoint(step)
     summary.status, summary.steps = "failed", step
-    (run.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    run.write("summary.json", json.dumps(asdict(summary), indent=1) + "\n")
     message = f"rollout engine failed at step {step}: {err.reason}; checkpoint-{step} written"
     run_log.event(message, level="error", step=step)
     raise RftkitError(message, fix=f"{err.fix + '; then ' if err.fix else ''}continue with --resume") from None
@@ -403,7 +444,7 @@ def _checkpoint_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLo
     summary.status, summary.steps = "failed", err.step
     run_log.event(str(err), level="error", step=err.step)
     try:
-        (run.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+        run.write("summary.json", json.dumps(asdict(summary), indent=1) + "\n")
     except OSError:
         pass  # the disk is still full; the event and the error say what happened
     raise err
@@ -414,23 +455,32 @@ def run_reinforcement_job(
     base_dir: Path | None = None, log: Callable[[str], None] = console.print, stop: StopRequest | None = None,
     network: NetworkPolicy | None = None,
 ) -> RLSummary:
-    """`network`: the hosts graders may reach (graders/network.py); None, any (the user's own run)."""
+    """`network`: the hosts graders may reach (graders/network.py); None, any (the user's own run).
+    Started as one of several data-parallel ranks (RANK and WORLD_SIZE in the environment, as
+    `--nproc`, torchrun or Ray set them), it joins their process group (`scale/parallel.py`)."""
     stop = stop or StopRequest()
     with stop:  # from here on SIGTERM / Ctrl-C mean "pause after this step", even during set-up
-        return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log, stop=stop,
-                    network=network)
+        parallel = Parallel.from_environment(spec.rftkit.device)
+        try:
+            return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log,
+                        stop=stop, network=network, parallel=parallel)
+        finally:
+            parallel.close()
 
 
-def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest, network) -> RLSummary:
+def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest, network,
+         parallel: Parallel = SINGLE) -> RLSummary:
     if resume:
         checkpoint = latest_checkpoint(out)
     else:
-        prepare_out_dir(out, overwrite)
+        if parallel.is_main:
+            prepare_out_dir(out, overwrite)
         checkpoint = None
-    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network, stop=stop)
+    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network, stop=stop, parallel=parallel)
     run.start(checkpoint.path if checkpoint else None)
     summary = RLSummary("running", len(run.train), len(run.valid), run.trainer.step_count, run.resolved.total_steps)
-    run_log = RunLog(out, spec.rftkit.monitor.sinks, resume_step=checkpoint.step if checkpoint else None)
+    resume_step = checkpoint.step if checkpoint else None
+    run_log = RunLog(out, spec.rftkit.monitor.sinks, resume_step) if parallel.is_main else NullRunLog()
     started = time.perf_counter()
     try:
         if checkpoint is not None:
@@ -441,7 +491,7 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
             elif checkpoint.step == 0:  # stopped before its baseline finished
                 summary.baseline = run.baseline(force, run_log)
         else:
-            (out / "job.json").write_text(spec.model_dump_json(indent=1))
+            run.write("job.json", spec.model_dump_json(indent=1))
             summary.baseline = run.baseline(force, run_log)
         ran = _train_loop(run, run_log, stop)
         summary.steps = run.trainer.step_count
@@ -465,10 +515,10 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
         run_log.close()
         run.grader.close()
         run.trainer.engine.close()
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    if summary.status == "succeeded":
+    run.write("summary.json", json.dumps(asdict(summary), indent=1) + "\n")
+    if summary.status == "succeeded" and parallel.is_main:
         from rftkit.eval.report import write_report
 
         summary.report = str(write_report(out, asdict(summary)))
-        (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+        run.write("summary.json", json.dumps(asdict(summary), indent=1) + "\n")
     return summary

@@ -90,3 +90,22 @@ class RunLog:
             sink.close()
         self.samples_file.close()
         self.events_file.close()
+
+
+class NullRunLog(RunLog):
+    """The run log of a data-parallel rank other than 0: rank 0 writes the run directory."""
+
+    def __init__(self, *args, **kwargs):
+        self.sinks = []
+
+    def metrics(self, row: dict) -> None:
+        pass
+
+    def samples(self, step: int, split: str, groups: list[Group]) -> None:
+        pass
+
+    def event(self, message: str, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -10,6 +10,11 @@ are left out of the forward and backward passes: see `rows_with_gradient`. The c
 still counts their tokens (never clipped at zero advantage); the entropy metric is measured on
 the rows trained.
 
+Across data-parallel ranks (`scale/parallel.py`) every rank holds the whole batch; the rows
+that learn are split between them, each rank divides by the whole mini-batch's denominators,
+and the ranks' gradients (and losses) are summed before clipping: the same optimizer step as
+one process, to float rounding. Statistics are merged from every rank's totals and weights.
+
 Fully on-policy (one epoch, one mini-batch) the sampling policy *is* the current policy:
 `old` is the fresh log-prob detached, the ratio is exactly 1 and the clip a no-op. Otherwise
 `old` is `StepTensors.old_logprobs`: for an in-process engine the sampling pass's own
@@ -27,6 +32,7 @@ import torch
 from rftkit.algo.kl import kl_divergence
 from rftkit.algo.losses import POLICY_LOSSES, aggregate, batch_denominators, value_loss
 from rftkit.resolved import UpdateSettings
+from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs
 from rftkit.types import Batch
@@ -58,8 +64,30 @@ class UpdateStats:
         self.totals[name] = self.totals.get(name, 0.0) + value * weight
         self.weights[name] = self.weights.get(name, 0.0) + weight
 
-    def means(self) -> dict[str, float]:
-        return {k: self.totals[k] / self.weights[k] for k in self.totals if self.weights[k]}
+    def means(self, parallel: Parallel = SINGLE) -> dict[str, float]:
+        """Weighted means; across ranks, of every rank's totals and weights together (a value
+        every rank adds alike, such as the gradient norm, keeps its mean)."""
+        totals, weights = dict(self.totals), dict(self.weights)
+        if parallel.active:
+            totals, weights = {}, {}
+            for their_totals, their_weights in parallel.gather([(self.totals, self.weights)]):
+                for name, value in their_totals.items():
+                    totals[name] = totals.get(name, 0.0) + value
+                    weights[name] = weights.get(name, 0.0) + their_weights[name]
+        return {k: totals[k] / weights[k] for k in sorted(totals) if weights[k]}
+
+
+def _sum_gradients(parameters, parallel: Parallel, total: float) -> float:
+    """Every trainable parameter gets a gradient (zeros where it had none: an optimizer step
+    still applies momentum and weight decay, as it would unskipped), summed over the ranks;
+    returns the loss summed likewise."""
+    trainable = [p for p in parameters if p.requires_grad]
+    if parallel.active:
+        (total,) = parallel.all_reduce_gradients(trainable, [total])
+    for parameter in trainable:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    return total
 
 
 def micro_batches(batch: Batch, token_budget: int) -> list[torch.Tensor]:
@@ -87,15 +115,15 @@ def _mini_batches(batch: Batch, tensors: StepTensors, settings: UpdateSettings, 
 
 
 def update_actor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, tensors: StepTensors,
-                 settings: UpdateSettings, generator: torch.Generator) -> dict[str, float]:
+                 settings: UpdateSettings, generator: torch.Generator, parallel: Parallel = SINGLE) -> dict[str, float]:
     """Every epoch and mini-batch of one step's policy update; averaged statistics."""
-    return ActorUpdate(model, optimizer, settings).run(batch, tensors, generator)
+    return ActorUpdate(model, optimizer, settings, parallel).run(batch, tensors, generator)
 
 
 def update_critic(critic: ValueModel, optimizer: torch.optim.Optimizer, batch: Batch, tensors: StepTensors,
-                  settings: UpdateSettings, generator: torch.Generator) -> dict[str, float]:
+                  settings: UpdateSettings, generator: torch.Generator, parallel: Parallel = SINGLE) -> dict[str, float]:
     """PPO's value update over the same epochs and mini-batches: value_loss, explained_variance."""
-    return CriticUpdate(critic, optimizer, settings).run(batch, tensors, generator)
+    return CriticUpdate(critic, optimizer, settings, parallel).run(batch, tensors, generator)
 
 
 def rows_with_gradient(tensors: StepTensors, settings: UpdateSettings) -> torch.Tensor:
@@ -117,32 +145,33 @@ class ActorUpdate:
     """One step's policy update. Per optimizer step it holds the mini-batch's loss denominators
     and whether this is the first epoch (when KL and entropy are measured)."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, settings: UpdateSettings):
-        self.model, self.optimizer, self.settings = model, optimizer, settings
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, settings: UpdateSettings,
+                 parallel: Parallel = SINGLE):
+        self.model, self.optimizer, self.settings, self.parallel = model, optimizer, settings, parallel
         self.stats, self.denominators, self.first_epoch = UpdateStats(), {}, True
 
     def run(self, batch: Batch, tensors: StepTensors, generator: torch.Generator) -> dict[str, float]:
         for epoch, mini, mini_tensors in _mini_batches(batch, tensors, self.settings, generator):
             self.first_epoch = epoch == 0
             self._optimizer_step(mini, mini_tensors)
-        return self.stats.means()
+        return self.stats.means(self.parallel)
 
     def _optimizer_step(self, mini: Batch, tensors: StepTensors) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.denominators = batch_denominators(mini.loss_mask_NC)
         self.denominators["max_tokens"] = float(self.settings.max_completion_tokens)
         learning = rows_with_gradient(tensors, self.settings)
-        # a skipped row's tokens have zero advantage, so none of them is clipped: count them so
+        # a skipped row's tokens have zero advantage, so none of them is clipped: count them so (once)
         skipped_tokens = float(mini.loss_mask_NC.sum()) - float(mini.loss_mask_NC[learning].sum())
-        if skipped_tokens:
+        if skipped_tokens and self.parallel.is_main:
             self.stats.add("clip_frac", 0.0, skipped_tokens)
-        if len(learning):
-            trained = mini.rows(learning)
-            total = self._accumulate(trained, tensors.take(learning, trained.loss_mask_NC.shape[1]))
-        else:  # a zero gradient still takes an optimizer step (momentum, weight decay), as it would unskipped
-            total = 0.0
-            for parameter in (p for p in self.model.parameters() if p.requires_grad):
-                parameter.grad = torch.zeros_like(parameter)
+        share = self.parallel.share(len(learning))
+        mine = learning[share.start:share.stop]
+        total = 0.0
+        if len(mine):
+            trained = mini.rows(mine)
+            total = self._accumulate(trained, tensors.take(mine, trained.loss_mask_NC.shape[1]))
+        total = _sum_gradients(self.model.parameters(), self.parallel, total)
         self.stats.add("loss", total)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
         self.stats.add("grad_norm", float(norm))
@@ -189,24 +218,35 @@ class ActorUpdate:
 class CriticUpdate:
     """One step's value update, over the actor's epochs and mini-batch sizes (its own order)."""
 
-    def __init__(self, critic: ValueModel, optimizer: torch.optim.Optimizer, settings: UpdateSettings):
-        self.critic, self.optimizer, self.settings = critic, optimizer, settings
+    def __init__(self, critic: ValueModel, optimizer: torch.optim.Optimizer, settings: UpdateSettings,
+                 parallel: Parallel = SINGLE):
+        self.critic, self.optimizer, self.settings, self.parallel = critic, optimizer, settings, parallel
         self.stats = UpdateStats()
 
     def run(self, batch: Batch, tensors: StepTensors, generator: torch.Generator) -> dict[str, float]:
         for _, mini, mini_tensors in _mini_batches(batch, tensors, self.settings, generator):
             self.optimizer.zero_grad(set_to_none=True)
             denominators = batch_denominators(mini.loss_mask_NC)
-            total = 0.0
-            for index in micro_batches(mini, self.settings.micro_batch_tokens):
-                micro = mini.rows(index)
-                loss = self._loss(micro, mini_tensors.take(index, micro.loss_mask_NC.shape[1]), denominators)
-                total += float(loss.detach())
-                (self.settings.value_coef * loss).backward()
-            self.stats.add("value_loss", total)
+            share = self.parallel.share(mini.loss_mask_NC.shape[0])
+            total = self._accumulate(mini, mini_tensors, torch.arange(share.start, share.stop), denominators)
+            self.stats.add("value_loss", _sum_gradients(self.critic.parameters(), self.parallel, total))
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.max_grad_norm)
             self.optimizer.step()
-        return self.stats.means()
+        return self.stats.means(self.parallel)
+
+    def _accumulate(self, mini: Batch, tensors: StepTensors, rows: torch.Tensor, denominators: dict) -> float:
+        """Backward over this rank's `rows` of the mini-batch; their value loss."""
+        if not len(rows):
+            return 0.0
+        mine = mini.rows(rows)
+        mine_tensors = tensors.take(rows, mine.loss_mask_NC.shape[1])
+        total = 0.0
+        for index in micro_batches(mine, self.settings.micro_batch_tokens):
+            micro = mine.rows(index)
+            loss = self._loss(micro, mine_tensors.take(index, micro.loss_mask_NC.shape[1]), denominators)
+            total += float(loss.detach())
+            (self.settings.value_coef * loss).backward()
+        return total
 
     def _loss(self, micro: Batch, tensors: StepTensors, denominators: dict) -> torch.Tensor:
         mask = micro.loss_mask_NC

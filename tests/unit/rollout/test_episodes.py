@@ -44,7 +44,7 @@ class Script(Engine):
         super().__init__()
         self.turns, self.calls = list(turns), []
 
-    def generate(self, prompts, params, *, n=1, generator=None, on_tokens=None):
+    def generate(self, prompts, params, *, n=1, generator=None, on_tokens=None, shard=None):
         self.calls.append([list(p) for p in prompts])
         text, finish = self.turns.pop(0) if isinstance(self.turns[0], tuple) else (self.turns.pop(0), "stop")
         ids = TOKENIZER(text, add_special_tokens=False)["input_ids"] + ([TOKENIZER.eos_token_id] if finish == "stop" else [])
@@ -236,8 +236,8 @@ class Recording(Engine):
         super().__init__()
         self.inner, self.returned = inner, []
 
-    def generate(self, prompts, params, *, n=1, generator=None, on_tokens=None):
-        drawn = self.inner.generate(prompts, params, n=n, generator=generator)
+    def generate(self, prompts, params, *, n=1, generator=None, on_tokens=None, shard=None):
+        drawn = self.inner.generate(prompts, params, n=n, generator=generator, shard=shard)
         self.returned.append(drawn)
         return drawn
 

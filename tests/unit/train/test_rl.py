@@ -160,7 +160,9 @@ def test_lora_reference_is_the_base_with_the_adapter_off():
 
 @pytest.mark.parametrize("algorithm", ["dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp"])
 def test_every_algorithm_takes_a_finite_step(algorithm):
-    trainer = make_trainer(algorithm, steps=2)
+    # 32 tokens x 32 samples a step: a random byte model writes a '7' (reward) somewhere, so
+    # some group carries a signal whatever the sampling stream
+    trainer = make_trainer(algorithm, steps=2, lengths={"max_completion_tokens": 32})
     before = params_of(trainer.model)
     for _ in range(2):
         metrics = trainer.step().metrics

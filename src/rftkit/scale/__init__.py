@@ -1,0 +1,1 @@
+"""Scale-out: data-parallel ranks (`parallel.py`) and their launcher (`launch.py`)."""

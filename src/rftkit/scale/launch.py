@@ -1,0 +1,111 @@
+"""`rftkit train JOB --nproc N`: N data-parallel ranks of the same command on this machine.
+
+The launcher starts N copies of `rftkit train` with the environment torchrun would give them
+(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a rank runs the same code under
+`--nproc`, under `torchrun` and under Ray; each rank gets an equal share of the cores
+(OMP_NUM_THREADS). It stays in front:
+
+- SIGTERM or Ctrl-C reaches every rank: they agree to pause after the step under way, rank 0
+  writes the checkpoint, and all exit (exit code 3, as a single process does);
+- a rank that dies (killed, out of memory, an error) fails the job: its peers notice at their
+  next collective and exit; those that do not within `grace_s` are killed, so nothing hangs.
+  Rank 0's last checkpoint stays, and `--resume` continues from it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+PAUSED_EXIT = 3  # `rftkit train` exits 3 when the job paused with a checkpoint
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rank_environment(rank: int, nproc: int, port: int, cores: int) -> dict[str, str]:
+    """The environment of rank `rank` of `nproc` on this machine."""
+    return {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": str(max(1, cores // nproc))}
+
+
+def _die_with_parent() -> None:
+    """In a rank, before it starts: the kernel kills it when the launcher dies (Linux), so no
+    orphaned rank trains on; elsewhere the launcher's own cleanup has to do."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def describe_exit(code: int) -> str:
+    """How a rank ended, from its exit code (negative: the signal that killed it).
+
+    >>> describe_exit(-9)
+    'was killed by SIGKILL'
+    """
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def launch(args: list[str], nproc: int, *, grace_s: float = 15.0, log: Callable[[str], None] = print) -> int:
+    """Run `rftkit ARGS` as `nproc` ranks; the job's exit code (0, 3 when paused, else a failure's)."""
+    port, cores = free_port(), os.cpu_count() or 1
+    ranks = [subprocess.Popen([sys.executable, "-m", "rftkit.cli", *args], env=rank_environment(r, nproc, port, cores),
+                              start_new_session=True, preexec_fn=_die_with_parent)
+             for r in range(nproc)]
+
+    def forward(signum, frame) -> None:
+        for rank in ranks:
+            if rank.poll() is None:
+                rank.send_signal(signal.SIGTERM)  # each rank pauses after its step
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _watch(ranks, grace_s, log)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for rank in ranks:
+            if rank.poll() is None:
+                rank.kill()
+                rank.wait()
+
+
+def _watch(ranks: list[subprocess.Popen], grace_s: float, log: Callable[[str], None]) -> int:
+    """Wait for every rank; once one fails, give the others `grace_s` to notice, then kill them."""
+    failed: tuple[int, int] | None = None
+    deadline = None
+    while any(rank.poll() is None for rank in ranks):
+        if failed is None:
+            for index, rank in enumerate(ranks):
+                code = rank.poll()
+                if code not in (None, 0, PAUSED_EXIT):
+                    failed, deadline = (index, code), time.monotonic() + grace_s
+                    break
+        if deadline is not None and time.monotonic() > deadline:
+            for rank in ranks:
+                if rank.poll() is None:
+                    rank.kill()
+        time.sleep(0.1)
+    codes = [rank.wait() for rank in ranks]
+    if failed is None:
+        failed = next(((i, c) for i, c in enumerate(codes) if c not in (0, PAUSED_EXIT)), None)
+    if failed is not None:
+        index, code = failed
+        log(f"error: rank {index} of {len(ranks)} {describe_exit(code)}; the other ranks were stopped. "
+            "The last checkpoint in --out stays: continue with --resume")
+        return code if code > 0 else 1
+    return PAUSED_EXIT if PAUSED_EXIT in codes else 0
