@@ -372,6 +372,15 @@ class RolloutCorrection(_Section):
     cap: float = Field(2.0, ge=1, description="The largest importance weight (TIS's C).")
 
 
+class AsynchronousOptions(_Section):
+    max_staleness: int = Field(
+        0, ge=0, le=1, description="Asynchronous rollouts (docs/scale.md). 0: each step samples with the current "
+        "weights, then trains. 1: one step off-policy: step t+1's samples are drawn, with a copy of the weights "
+        "step t starts from, while step t trains, so generation and training overlap; the samples are "
+        "importance-corrected like an external engine's (rollout_correction, token level under auto). "
+        "Samples older than this many optimizer steps are dropped. Needs an in-process engine (auto, hf, lean).")
+
+
 STOP_REASON_NAMES = Literal["completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout"]
 
 
@@ -436,6 +445,7 @@ class RftkitOptions(_Section):
         "auto: lean for Llama-family models up to 50M parameters on CPU, hf otherwise.")
     engine_options: EngineOptions = EngineOptions()
     rollout_correction: RolloutCorrection = RolloutCorrection()
+    asynchronous: AsynchronousOptions = AsynchronousOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")

@@ -90,6 +90,7 @@ class ResolvedReinforcement:
     ppo: PPOOptions
     optimizer: Optimizer
     rollout_correction: RolloutCorrection
+    max_staleness: int = 0  # rftkit.asynchronous: 0 synchronous, 1 one step off-policy
     # extra chat-template variables for every prompt (training, validation, baseline)
     chat_template_vars: dict[str, Any] = field(default_factory=dict)
 
@@ -221,6 +222,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
         ppo=opts.ppo,
         optimizer=opts.optimizer,
         rollout_correction=opts.rollout_correction,
+        max_staleness=opts.asynchronous.max_staleness,
         chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
     )
 

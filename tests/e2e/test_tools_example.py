@@ -18,7 +18,7 @@ def test_the_tools_example_gains_thirty_points(tmp_path):
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__"))
     base = tmp_path / "runs" / "tools" / "base"  # where job.yaml's `model: ../../runs/tools/base` points
     made = run_cli("model", "init", "--out", str(base), "--sft-data", str(folder / "sft.jsonl"),
-                   "--sft-steps", "350", "--sft-batch-size", "16", cwd=tmp_path, timeout=900)
+                   "--sft-steps", "700", "--sft-batch-size", "16", cwd=tmp_path, timeout=900)
     assert made.returncode == 0, made.stderr
     out = tmp_path / "rft"
     trained = run_cli("train", str(folder / "job.yaml"), "--out", str(out), cwd=tmp_path / "examples", timeout=1800)

@@ -95,5 +95,6 @@ def step_metrics(step: int, epoch: float, draw, timer: PhaseTimer, update_stats:
     row.update(update_stats)
     row.update(timer.metrics())
     row["samples_per_s"] = len(samples) / seconds["step"] if seconds.get("step") else 0.0
-    row["tokens_per_s"] = sum(lengths) / seconds["gen"] if seconds.get("gen") else 0.0
+    generating = seconds.get("gen_async", seconds.get("gen"))  # asynchronous: the worker's time, not the wait
+    row["tokens_per_s"] = sum(lengths) / generating if generating else 0.0
     return row

@@ -25,7 +25,7 @@ import copy
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -46,6 +46,7 @@ from rftkit.train.logprobs import completion_logprobs, pack
 from rftkit.train.metrics import step_metrics
 from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
 from rftkit.train.order import DataOrder
+from rftkit.train.pipeline import AsyncRollouts
 from rftkit.train.timing import PhaseTimer
 from rftkit.train.update import StepTensors, update_actor, update_critic
 from rftkit.types import Batch, Example, Group, Shard
@@ -65,6 +66,7 @@ class Draw:
     kept: list[Group]
     drawn: list[Group]
     graded: list[BatchGrades]
+    staleness: dict = field(default_factory=dict)  # asynchronous rollouts: staleness_mean, stale_dropped_frac
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -92,11 +94,12 @@ def sampling_generator(seed: int, step: int, round_: int = 0) -> torch.Generator
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 31 + round_)
 
 
-def correction_level(mode: str, engine: Engine) -> str | None:
+def correction_level(mode: str, engine: Engine, max_staleness: int = 0) -> str | None:
     """The importance-correction level (token, sequence) for samples from `engine`, or None:
-    `auto` corrects only engines whose log-probs are not the trainer's own."""
+    `auto` corrects engines whose log-probs are not the trainer's own, and asynchronous
+    rollouts (their samples come from an older policy)."""
     if mode == "auto":
-        return None if engine.exact_logprobs else "token"
+        return None if engine.exact_logprobs and max_staleness == 0 else "token"
     return None if mode == "off" else mode
 
 
@@ -127,7 +130,8 @@ class RLTrainer:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.step_count = 0
         self._prompt_cache: dict[int, list[int]] = {}
-        self.correction = correction_level(settings.rollout_correction.mode, self.engine)
+        self.correction = correction_level(settings.rollout_correction.mode, self.engine, settings.max_staleness)
+        self.rollouts = AsyncRollouts(self) if settings.max_staleness > 0 else None
 
     # ------------------------------------------------------------------ phases
 
@@ -141,15 +145,19 @@ class RLTrainer:
         """Bring the engine to the policy's current weights (a no-op when it already has them)."""
         self.engine.update_weights(self.model, self.step_count)
 
-    def sample(self, indices: list[int], round_: int = 0) -> list[Group]:
-        """This rank's share of the groups of `indices` (the whole batch's prompts)."""
-        self.sync_engine()
+    def sample(self, indices: list[int], round_: int = 0, *, engine: Engine | None = None,
+               step: int | None = None) -> list[Group]:
+        """This rank's share of the groups of `indices` (the whole batch's prompts), sampled by
+        the trainer's engine at its current weights, or by `engine` (asynchronous rollouts) for
+        the step that will train on them (`step`, which seeds the draws)."""
+        if engine is None:
+            self.sync_engine()
         share = self.parallel.share(len(indices))
         mine = indices[share.start:share.stop]
         if not mine:
             return []
-        generator = sampling_generator(self.settings.seed, self.step_count, round_)
-        return self.sampler(self.engine, self.tokenizer, [self.examples[i] for i in mine],
+        generator = sampling_generator(self.settings.seed, self.step_count if step is None else step, round_)
+        return self.sampler(engine or self.engine, self.tokenizer, [self.examples[i] for i in mine],
                             [self.prompt_ids(i) for i in mine], self.settings.group_size,
                             self.settings.sampling, generator=generator, shard=Shard(share.start, len(indices)))
 
@@ -157,10 +165,14 @@ class RLTrainer:
         """Sample and grade groups; with dynamic sampling keep only informative ones, sampling
         more rounds (up to `sampling_rounds`) to refill the batch."""
         algorithm = self.settings.algorithm
-        kept, drawn, graded = [], [], []
+        kept, drawn, graded, staleness = [], [], [], {}
         for round_ in range(algorithm.sampling_rounds if algorithm.dynamic_sampling else 1):
+            size = self.settings.batch_size - len(kept)
             with timer("gen"):
-                groups = self.sample(self.order.next_batch(self.settings.batch_size - len(kept)), round_)
+                if self.rollouts is not None and round_ == 0:
+                    groups = self.rollouts.take(self, size, timer)
+                else:
+                    groups = self.sample(self.order.next_batch(size), round_)
             with timer("reward"):
                 grades = grade_groups(self.grader, groups)
             if self.parallel.active:  # every rank's groups and grades, in batch order, on every rank
@@ -168,14 +180,16 @@ class RLTrainer:
                 graded.extend(self.parallel.gather([grades]))
             else:
                 graded.append(grades)
+            if self.rollouts is not None:
+                groups, staleness = self.rollouts.fresh(groups, self.step_count, self.settings.max_staleness)
             drawn.extend(groups)
             if not algorithm.dynamic_sampling:
-                return Draw(groups, drawn, graded)
+                return Draw(groups, drawn, graded, staleness)
             informative = informative_groups(torch.tensor([g.rewards for g in groups])).tolist()
             kept.extend(g for g, keep in zip(groups, informative) if keep)
             if len(kept) >= self.settings.batch_size:
                 break
-        return Draw(kept, drawn, graded)
+        return Draw(kept, drawn, graded, staleness)
 
     def rollout(self, timer: PhaseTimer) -> Draw:
         """`draw`, all or nothing: when the engine fails, the data order and sampling RNG are
@@ -254,7 +268,7 @@ class RLTrainer:
             learned = self.learn(draw.kept, timer) if draw.kept else {}
         self.step_count += 1
         metrics = step_metrics(self.step_count, self.order.position / self.order.rows, draw, timer,
-                               {**learned, "learning_rate": rate}, self.settings.pass_threshold)
+                               {**learned, "learning_rate": rate, **draw.staleness}, self.settings.pass_threshold)
         return StepOutcome(metrics, draw.drawn)
 
     def learn(self, groups: list[Group], timer: PhaseTimer) -> dict:
@@ -301,11 +315,17 @@ class RLTrainer:
             "optimizer": self.optimizer.state_dict(),
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
-            "order": self.order.state_dict(),
+            "order": (self.rollouts and self.rollouts.order_state()) or self.order.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.random.get_rng_state(),
             "python_rng": random.getstate(),
         }
+
+    def close(self) -> None:
+        """Stop the asynchronous worker (if any) and release the engine."""
+        if self.rollouts is not None:
+            self.rollouts.close()
+        self.engine.close()
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = state["step"]

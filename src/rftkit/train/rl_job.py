@@ -514,7 +514,7 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
     finally:
         run_log.close()
         run.grader.close()
-        run.trainer.engine.close()
+        run.trainer.close()
     run.write("summary.json", json.dumps(asdict(summary), indent=1) + "\n")
     if summary.status == "succeeded" and parallel.is_main:
         from rftkit.eval.report import write_report
