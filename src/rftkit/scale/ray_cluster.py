@@ -83,6 +83,7 @@ class RayCluster:
         if ray.is_initialized():
             return cls(ray, started=False)
         address = address or os.environ.get("RAY_ADDRESS") or None
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU actors: leave GPU variables be
         if address is None:
             cores = max(os.cpu_count() or 1, math.ceil(cpus))
             ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
@@ -220,6 +221,10 @@ class Actors:
         if isinstance(err, self.ray.exceptions.GetTimeoutError):
             return f"did not answer within {self.calls.timeout_s:g} s"
         return "died"
+
+    def pids(self) -> list[int]:
+        """Each actor's process id (its class defines `pid()`): for logs, and for tests that kill one."""
+        return list(self.call("pid", {k: () for k in range(len(self))}).values())
 
     def close(self) -> None:
         for handle in self.handles:

@@ -132,10 +132,6 @@ class RayEngine(Engine):
             generator.set_state(longest[1])
         return [group for k in sorted(results) for group in results[k][0]]
 
-    def actor_pids(self) -> list[int]:
-        """The process id of each rollout actor (for the operator's logs, and tests)."""
-        return list(self.actors.call("pid", {k: () for k in range(len(self.actors))}).values())
-
     def close(self) -> None:
         self.actors.close()
 
