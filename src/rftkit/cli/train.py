@@ -20,17 +20,20 @@ def train(
     force: bool = typer.Option(False, help="Train even when the baseline check finds pass@k = 0."),
     overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
     nproc: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (reinforcement; docs/scale.md)."),
-    ray: str | None = typer.Option(
-        None, "--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
-        help="Run rollouts and grading on Ray actors (reinforcement; docs/scale.md): at ADDRESS (HOST:PORT, "
-             "ray://HOST:PORT or auto); without one, at $RAY_ADDRESS, else on a local Ray instance started for "
-             "the job. Needs rftkit's `ray` extra."),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run rollouts and grading on Ray actors (reinforcement; docs/scale.md): on the cluster "
+        "at $RAY_ADDRESS, else on a local Ray instance started for the job. Needs rftkit's `ray` extra."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="ADDRESS",
+        help="The Ray cluster for --ray (implies it): HOST:PORT of its head, ray://HOST:PORT, or auto (the cluster "
+             "`ray start --head` started on this machine)."),
 ) -> None:
     """Run a fine-tuning job: supervised, or reinforcement with baseline check, checkpoints and report."""
     from rftkit.config import load_job
 
     spec = load_job(job)
-    if ray is not None:
+    ray_at = ray_address if ray_address else ("" if ray else None)  # "": $RAY_ADDRESS, else a local instance
+    if ray_at is not None:
         check_ray_alone(spec, nproc)
     if nproc > 1 and not os.environ.get("WORLD_SIZE"):
         code = launch_ranks(spec, job, out_dir, nproc, resume=resume, force=force, overwrite=overwrite)
@@ -50,7 +53,7 @@ def train(
     # None on the user's own machine (any host); a job of `rftkit serve` gets the operator's rule
     network = NetworkPolicy.from_env()
     summary = run_reinforcement_job(spec, out_dir, resume=resume, force=force, overwrite=overwrite,
-                                    base_dir=job.resolve().parent, network=network, ray=ray)
+                                    base_dir=job.resolve().parent, network=network, ray=ray_at)
     print_rl_summary(summary)
     if summary.status == "paused":
         raise typer.Exit(3)

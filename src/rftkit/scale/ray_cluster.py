@@ -20,6 +20,7 @@ What can go wrong, and what the user sees:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -86,11 +87,11 @@ class RayCluster:
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU actors: leave GPU variables be
         if address is None:
             cores = max(os.cpu_count() or 1, math.ceil(cpus))
-            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             return cls(ray, started=True)
         probe(address)
         try:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RftkitError(f"cannot connect to the Ray cluster at {address}: {first_line}",
