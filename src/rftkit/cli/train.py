@@ -22,7 +22,7 @@ def train(
     nproc: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (reinforcement; docs/scale.md)."),
     ray: bool = typer.Option(
         False, "--ray", help="Run rollouts and grading on Ray actors (reinforcement; docs/scale.md): on the cluster "
-        "at $RAY_ADDRESS, else on a local Ray instance started for the job. Needs rftkit's `ray` extra."),
+        "at $RAY_ADDRESS, else on a local Ray instance started for the job. Needs the `ray` extra of rftkit."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", metavar="ADDRESS",
         help="The Ray cluster for --ray (implies it): HOST:PORT of its head, ray://HOST:PORT, or auto (the cluster "
