@@ -20,13 +20,13 @@ from rftkit.errors import RftkitError
 from rftkit.graders import GraderContext, build_grader
 from rftkit.models.tiny import build_tiny
 from rftkit.resolved import resolve_reinforcement
-from rftkit.rollout.engine import EngineUnavailable
+from rftkit.rollout.engine import EngineUnavailable, local_engine
 from rftkit.rollout.groups import sample_groups
 from rftkit.scale.ray_cluster import probe, require_ray
 from rftkit.scale.roles import RayRoles
 from rftkit.train.job_rollout import JobRollout
 from rftkit.train.rl import RLTrainer
-from rftkit.types import Example
+from rftkit.types import Example, SamplingParams
 
 EXAMPLES = [Example([{"role": "user", "content": f"say something with an a, take {i}"}], {"i": i}) for i in range(12)]
 GRADER = {"type": "string_check", "name": "has a", "input": "{{ sample.output_text }}", "reference": "a",
@@ -100,12 +100,34 @@ def test_actors_sample_and_grade_what_one_process_does(roles, one_process):
     assert any(r > 0 for g in rewards(steps[0]) for r in g) and run.engine.version == STEPS - 1
 
 
+def test_generate_leaves_the_generator_where_one_process_leaves_it(roles):
+    """Multi-turn episodes draw a later turn from the generator an earlier turn used: after a call
+    it must be where one process leaves it, at the state of the actor that decoded the most steps."""
+    model, tokenizer = build_tiny("tiny", seed=0)
+    head = model.get_output_embeddings().weight
+    with torch.no_grad():  # an end-of-turn token likely enough that the actors' shares stop at different steps
+        head[tokenizer.eos_token_id] += 2.0 * torch.randn(head.shape[1], generator=torch.Generator().manual_seed(1))
+    engine = roles.engine(SPEC.rftkit, model, tokenizer, model_path=None, work_dir=None)
+    engine.update_weights(model, 0)
+    params = SamplingParams(max_new_tokens=20, temperature=1.0)
+    for order in (["take 3", "take 1"], ["take 1", "take 3"]):  # one prompt, so one share, per actor
+        prompts = [tokenizer.encode(text) for text in order]
+        ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+        on_actors = engine.generate(prompts, params, n=3, generator=ours)
+        in_process = local_engine(model, tokenizer).generate(prompts, params, n=3, generator=theirs)
+        assert [[c.token_ids for c in g] for g in on_actors] == [[c.token_ids for c in g] for g in in_process]
+        steps = [max(len(c.token_ids) for c in group) for group in in_process]
+        assert steps[0] != steps[1], steps  # the shares decoded different numbers of steps
+        assert torch.equal(ours.get_state(), theirs.get_state()), order
+
+
 def test_a_killed_rollout_actor_is_restarted_and_samples_the_same_tokens(roles, one_process):
     run = trainer(roles)
     first = run.step()
+    run.sync_engine()  # step 1's weights reach the actors now: the next call to die is a generate
     before = run.engine.actors.pids()
     kill(before[0])
-    second = run.step()  # actor 0's share is retried on a fresh actor loaded with step 1's weights
+    second = run.step()  # actor 0's share is retried on a fresh actor, which loads step 1's weights first
     assert tokens(first) == tokens(one_process[0])
     assert tokens(second) == tokens(one_process[1]) and rewards(second) == rewards(one_process[1])
     after = run.engine.actors.pids()
