@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 
-from rftkit.config import RayOptions, parse_job
+from rftkit.config import LoraOptions, RayOptions, parse_job
 from rftkit.errors import RftkitError
 from rftkit.graders import GraderContext, build_grader
+from rftkit.models.load import wrap_lora
 from rftkit.models.tiny import build_tiny
 from rftkit.resolved import resolve_reinforcement
 from rftkit.rollout.engine import EngineUnavailable, local_engine
@@ -47,9 +48,13 @@ def rewards(outcome) -> list[list[float]]:
     return [g.rewards for g in outcome.groups]
 
 
-def trainer(roles: RayRoles | None = None) -> RLTrainer:
+def trainer(roles: RayRoles | None = None, lora: bool = False) -> RLTrainer:
+    """The tiny trainer of these tests; `roles`: its engine and grader on Ray actors; `lora`: the
+    policy wrapped in a LoRA adapter (then only the adapter travels to the actors)."""
     torch.manual_seed(0)
     model, tokenizer = build_tiny("tiny", seed=0)
+    if lora:
+        model = wrap_lora(model, LoraOptions(enabled=True, r=4, alpha=8))
     settings = resolve_reinforcement(SPEC, len(EXAMPLES))
     if roles is None:
         return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, settings)
@@ -74,6 +79,12 @@ def one_process():
     return [run.step() for _ in range(STEPS)]
 
 
+@pytest.fixture(scope="module")
+def one_process_lora():
+    run = trainer(lora=True)
+    return [run.step() for _ in range(STEPS)]
+
+
 @pytest.fixture
 def roles(ray, request):
     options = RayOptions(**getattr(request, "param", {}))
@@ -87,10 +98,10 @@ def kill(pid: int) -> None:
     time.sleep(0.5)  # let Ray see the actor's death before the next call
 
 
-def test_actors_sample_and_grade_what_one_process_does(roles, one_process):
-    run = trainer(roles)
+def test_actors_sample_and_grade_what_one_process_does(roles, one_process_lora):
+    run = trainer(roles, lora=True)
     steps = [run.step() for _ in range(STEPS)]
-    for mine, theirs in zip(steps, one_process):
+    for mine, theirs in zip(steps, one_process_lora):
         assert tokens(mine) == tokens(theirs)
         assert rewards(mine) == rewards(theirs)
         for key, value in theirs.metrics.items():
@@ -143,6 +154,15 @@ def test_a_killed_grader_actor_without_restarts_stops_the_step_and_puts_it_back(
     with pytest.raises(EngineUnavailable, match=r"grader actor 0 died \(grade_many, 0 restart"):
         run.step()
     assert run.step_count == 1 and run.order.state_dict() == order  # the step runs again on resume
+
+
+@pytest.mark.parametrize("roles", [{"call_timeout_s": 0.5}], indirect=True)
+def test_an_actor_that_does_not_answer_in_time_is_restarted_once_then_the_step_stops(roles):
+    run = trainer(roles)  # a fresh actor takes seconds to start (torch, the policy): longer than 0.5 s
+    with pytest.raises(EngineUnavailable, match=r"rollout actor \d did not answer within 0.5 s; then its restart "
+                                                r"did not answer within 0.5 s \(load, 1 restart"):
+        run.step()
+    assert run.step_count == 0
 
 
 def test_a_placement_the_cluster_cannot_hold_names_the_cpus_it_waits_for(ray):
