@@ -75,7 +75,8 @@ def test_a_killed_actor_without_restarts_fails_the_job_with_a_checkpoint_and_res
     pytest.importorskip("ray")
     job = write_job(tmp_path, tiny_dir, steps=4, ray={"restarts": 0})
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    command = [sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(tmp_path / "run"), "--force", "--ray"]
+    command = [sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(tmp_path / "run"), "--force",
+               "--ray"]
     job_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 120

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from rftkit.errors import RftkitError
 from rftkit.rollout.engine import EngineUnavailable
+from rftkit.scale.parallel import Parallel
 
 PROBE_TIMEOUT_S = 5.0  # how long an address may take to accept a TCP connection
 
@@ -146,6 +147,15 @@ class Placement:
 
         if self.ray.is_initialized():
             remove_placement_group(self.group)
+
+
+def shares(count: int, parts: int) -> list[range]:
+    """`count` items in `parts` contiguous shares, in order, differing by at most one (as ranks share).
+
+    >>> shares(5, 2)
+    [range(0, 3), range(3, 5)]
+    """
+    return [Parallel(k, parts).share(count) for k in range(parts)]
 
 
 @dataclass(frozen=True)

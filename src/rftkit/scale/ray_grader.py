@@ -15,8 +15,7 @@ import os
 from collections.abc import Callable
 
 from rftkit.graders.base import Grader
-from rftkit.scale.parallel import Parallel
-from rftkit.scale.ray_cluster import Actors, CallPolicy, Placement
+from rftkit.scale.ray_cluster import Actors, CallPolicy, Placement, shares
 from rftkit.types import Grade, Sample
 
 
@@ -47,8 +46,8 @@ class RayGrader(Grader):
         return self.local.name
 
     def grade_many(self, samples: list[Sample], items: list[dict]) -> list[Grade]:
-        shares = [Parallel(k, len(self.actors)).share(len(samples)) for k in range(len(self.actors))]
-        args = {k: (samples[s.start:s.stop], items[s.start:s.stop]) for k, s in enumerate(shares) if len(s)}
+        args = {k: (samples[s.start:s.stop], items[s.start:s.stop])
+                for k, s in enumerate(shares(len(samples), len(self.actors))) if len(s)}
         results = self.actors.call("grade_many", args)
         return [grade for k in sorted(results) for grade in results[k]]
 

@@ -26,8 +26,7 @@ import torch
 
 from rftkit.errors import RftkitError
 from rftkit.rollout.engine import Completion, Engine, TokenCallback, local_engine
-from rftkit.scale.parallel import Parallel
-from rftkit.scale.ray_cluster import Actors, CallPolicy, Placement
+from rftkit.scale.ray_cluster import Actors, CallPolicy, Placement, shares
 from rftkit.types import SamplingParams, Shard
 
 IN_PROCESS_ENGINES = ("auto", "hf", "lean")
@@ -123,9 +122,9 @@ class RayEngine(Engine):
         """`on_tokens` is not called: each actor's share comes back whole."""
         whole = shard or Shard(0, len(prompts))
         state = generator.get_state() if generator is not None else None
-        shares = [Parallel(k, len(self.actors)).share(len(prompts)) for k in range(len(self.actors))]
-        args = {k: ([list(p) for p in prompts[s.start:s.stop]], params, n, state, Shard(whole.offset + s.start, whole.total))
-                for k, s in enumerate(shares) if len(s)}
+        args = {k: ([list(p) for p in prompts[s.start:s.stop]], params, n, state,
+                    Shard(whole.offset + s.start, whole.total))
+                for k, s in enumerate(shares(len(prompts), len(self.actors))) if len(s)}
         results = self.actors.call("generate", args)
         if generator is not None and results:
             longest = max(results.values(), key=lambda result: steps_decoded(result[0]))
