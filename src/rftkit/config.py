@@ -416,6 +416,26 @@ class EnvironmentOptions(_Section):
         "their group's baseline): a slow tool is not the model's fault.")
 
 
+class RayOptions(_Section):
+    rollout_actors: int = Field(
+        2, ge=1, description="`rftkit train --ray`: rollout actors, each an in-process engine (rftkit.engine: "
+        "auto, hf or lean) over its own copy of the policy; a step's prompts are split between them.")
+    grader_actors: int = Field(
+        1, ge=1, description="`--ray`: grader actors; a step's samples are split between them.")
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="`--ray`: CPUs reserved for each actor in the placement group (it also runs "
+        "that many torch threads, at least one).")
+    call_timeout_s: float = Field(
+        600.0, gt=0, description="`--ray`: seconds one remote call (sampling a share, grading a share, loading "
+        "weights) may take; then the actor counts as dead.")
+    restarts: int = Field(
+        1, ge=0, description="`--ray`: how often a call is retried on a restarted actor after its actor died or "
+        "timed out; then the job stops with a checkpoint to --resume from.")
+    placement_timeout_s: float = Field(
+        120.0, gt=0, description="`--ray`: seconds to wait for the cluster to place every actor; then the job "
+        "fails naming the resources it waited for.")
+
+
 class RftkitOptions(_Section):
     algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
@@ -447,6 +467,7 @@ class RftkitOptions(_Section):
     rollout_correction: RolloutCorrection = RolloutCorrection()
     asynchronous: AsynchronousOptions = AsynchronousOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
+    ray: RayOptions = RayOptions()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 

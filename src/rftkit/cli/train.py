@@ -20,11 +20,21 @@ def train(
     force: bool = typer.Option(False, help="Train even when the baseline check finds pass@k = 0."),
     overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
     nproc: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (reinforcement; docs/scale.md)."),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run rollouts and grading on Ray actors (reinforcement; docs/scale.md): on the cluster "
+        "at $RAY_ADDRESS, else on a local Ray instance started for the job. Needs the `ray` extra of rftkit."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="ADDRESS",
+        help="The Ray cluster for --ray (implies it): HOST:PORT of its head, ray://HOST:PORT, or auto (the cluster "
+             "`ray start --head` started on this machine)."),
 ) -> None:
     """Run a fine-tuning job: supervised, or reinforcement with baseline check, checkpoints and report."""
     from rftkit.config import load_job
 
     spec = load_job(job)
+    ray_at = ray_address if ray_address else ("" if ray else None)  # "": $RAY_ADDRESS, else a local instance
+    if ray_at is not None:
+        check_ray_alone(spec, nproc)
     if nproc > 1 and not os.environ.get("WORLD_SIZE"):
         code = launch_ranks(spec, job, out_dir, nproc, resume=resume, force=force, overwrite=overwrite)
         raise typer.Exit(code)
@@ -43,7 +53,7 @@ def train(
     # None on the user's own machine (any host); a job of `rftkit serve` gets the operator's rule
     network = NetworkPolicy.from_env()
     summary = run_reinforcement_job(spec, out_dir, resume=resume, force=force, overwrite=overwrite,
-                                    base_dir=job.resolve().parent, network=network)
+                                    base_dir=job.resolve().parent, network=network, ray=ray_at)
     print_rl_summary(summary)
     if summary.status == "paused":
         raise typer.Exit(3)
@@ -67,6 +77,16 @@ def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, fo
     args += [flag for flag, on in (("--resume", resume), ("--force", force), ("--overwrite", overwrite)) if on]
     out.print(f"starting {nproc} data-parallel ranks (rank 0 writes {out_dir})")
     return launch(args, nproc, log=lambda line: out.print(line, highlight=False, markup=False))
+
+
+def check_ray_alone(spec, nproc: int) -> None:
+    """`--ray` puts one reinforcement trainer's rollouts and grading on Ray actors: not a
+    supervised job's, and not several data-parallel ranks' (yet)."""
+    if spec.method.type != "reinforcement":
+        raise RftkitError("--ray applies to reinforcement jobs", fix="run a supervised job without --ray")
+    if nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RftkitError("--ray does not combine with --nproc or torchrun: one trainer drives the Ray actors",
+                          fix="leave out --nproc (raise rftkit.ray.rollout_actors for more rollout workers)")
 
 
 def quiet_unless_rank_zero() -> None:

@@ -42,7 +42,7 @@ from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_po
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
 from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
-from rftkit.rollout.engine import EngineUnavailable, job_engine
+from rftkit.rollout.engine import EngineUnavailable
 from rftkit.train.checkpoint import (
     CheckpointWriteFailed,
     best_checkpoint,
@@ -56,6 +56,7 @@ from rftkit.train.critic import ValueModel
 from rftkit.train.job_rollout import job_rollout
 from rftkit.train.rl import RLTrainer, frozen_copy, needs_reference_copy
 from rftkit.scale.parallel import SINGLE, Parallel
+from rftkit.scale.roles import LocalRoles, job_roles
 from rftkit.train.runlog import NullRunLog, RunLog
 from rftkit.train.supervised import prepare_out_dir
 from rftkit.types import Example
@@ -150,13 +151,15 @@ class ReinforcementRun:
 
     def __init__(self, spec: JobSpec, out: Path, *, base_dir: Path | None, log: Callable[[str], None],
                  network: NetworkPolicy | None = None, stop: StopRequest | None = None,
-                 parallel: Parallel = SINGLE):
+                 parallel: Parallel = SINGLE, roles: LocalRoles | None = None):
+        """`roles`: where rollout and grading run (this process by default; Ray actors under --ray)."""
         self.spec, self.out, self.log, self.parallel = spec, out, log, parallel
+        self.roles = roles or LocalRoles()
         self.stop = stop or StopRequest()
         effort = spec.method.reinforcement.hyperparameters.reasoning_effort
         rollout = job_rollout(spec, base_dir, reasoning_template_vars(effort))
         self.sampler = rollout.sampler
-        self.grader = rollout.grader(GraderContext(base_dir=base_dir or Path.cwd(), network=network))
+        self.grader = self.roles.grader(rollout, GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train))
         if parallel.world_size > self.resolved.batch_size:
@@ -173,7 +176,7 @@ class ReinforcementRun:
     def start(self, checkpoint: Path | None) -> None:
         policy, tokenizer, reference, critic = _build_models(self.spec, self.resolved, checkpoint)
         self.tokenizer = tokenizer
-        engine = job_engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
+        engine = self.roles.engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
         self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.resolved, engine=engine,
                                  reference=reference, critic=critic, sampler=self.sampler, parallel=self.parallel)
         if checkpoint is not None:
@@ -183,7 +186,8 @@ class ReinforcementRun:
         r = self.resolved
         ranks = f" on {self.parallel.world_size} ranks" if self.parallel.active else ""
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
-                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}")
+                 f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}"
+                 f"{self.roles.describe()}")
 
     def stopping(self) -> bool:
         """Whether a stop was requested on any rank (then it is on every rank): ranks agree
@@ -453,30 +457,37 @@ def _checkpoint_failed(run: ReinforcementRun, summary: RLSummary, run_log: RunLo
 def run_reinforcement_job(
     spec: JobSpec, out: Path, *, resume: bool = False, force: bool = False, overwrite: bool = False,
     base_dir: Path | None = None, log: Callable[[str], None] = console.print, stop: StopRequest | None = None,
-    network: NetworkPolicy | None = None,
+    network: NetworkPolicy | None = None, ray: str | None = None,
 ) -> RLSummary:
     """`network`: the hosts graders may reach (graders/network.py); None, any (the user's own run).
+    `ray`: run rollouts and grading on Ray actors at that address ("": $RAY_ADDRESS, else a local
+    Ray instance; `scale/roles.py`); None: in this process.
     Started as one of several data-parallel ranks (RANK and WORLD_SIZE in the environment, as
     `--nproc`, torchrun or Ray set them), it joins their process group (`scale/parallel.py`)."""
     stop = stop or StopRequest()
     with stop:  # from here on SIGTERM / Ctrl-C mean "pause after this step", even during set-up
         parallel = Parallel.from_environment(spec.rftkit.device)
         try:
-            return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log,
-                        stop=stop, network=network, parallel=parallel)
+            roles = job_roles(ray, spec.rftkit)
+            try:
+                return _run(spec, out, resume=resume, force=force, overwrite=overwrite, base_dir=base_dir, log=log,
+                            stop=stop, network=network, parallel=parallel, roles=roles)
+            finally:
+                roles.close()
         finally:
             parallel.close()
 
 
 def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopRequest, network,
-         parallel: Parallel = SINGLE) -> RLSummary:
+         parallel: Parallel = SINGLE, roles: LocalRoles | None = None) -> RLSummary:
     if resume:
         checkpoint = latest_checkpoint(out)
     else:
         if parallel.is_main:
             prepare_out_dir(out, overwrite)
         checkpoint = None
-    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network, stop=stop, parallel=parallel)
+    run = ReinforcementRun(spec, out, base_dir=base_dir, log=log, network=network, stop=stop, parallel=parallel,
+                           roles=roles)
     run.start(checkpoint.path if checkpoint else None)
     summary = RLSummary("running", len(run.train), len(run.valid), run.trainer.step_count, run.resolved.total_steps)
     resume_step = checkpoint.step if checkpoint else None
