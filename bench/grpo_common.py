@@ -49,6 +49,12 @@ class Settings:
     snapshot_every: int = 10
     seed: int = 0
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    nproc: int = 1  # rftkit's data-parallel ranks (the threads are shared out among them); TRL: 1
+    max_staleness: int = 0  # rftkit's asynchronous rollouts (1: one step off-policy); TRL: 0
+
+    @property
+    def threads_per_process(self) -> int:
+        return max(1, self.threads // self.nproc)
 
     @property
     def size(self) -> str:
@@ -73,7 +79,7 @@ class Settings:
 def setup_process(settings: Settings) -> None:
     """The same CPU setup in every side's process: denormals flushed, fp32, equal threads."""
     torch.set_flush_denormal(True)
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads_per_process)
     torch.manual_seed(settings.seed)
 
 

@@ -20,8 +20,8 @@ FIGURES = [
 ]
 
 
-def ratio(cell: dict, key: str) -> str:
-    ours, theirs = cell["rftkit"][key], cell["trl"][key]
+def ratio(cell: dict, key: str, side: str = "rftkit") -> str:
+    ours, theirs = cell[side][key], cell["trl"][key]
     if ours is None or theirs is None or not theirs:
         return "n/a"
     return f"{ours / theirs:.2f}"
@@ -31,9 +31,22 @@ def fmt(value, pattern: str) -> str:
     return "not reached" if value is None else pattern.format(value)
 
 
-def rows(cell: dict) -> list[tuple[str, str, str, str]]:
-    return [(label, fmt(cell["rftkit"][key], pattern), fmt(cell["trl"][key], pattern), ratio(cell, key))
-            for key, label, pattern, _ in FIGURES]
+def ours(cell: dict) -> list[str]:
+    """The cell's rftkit sides: one process, and data-parallel ranks where they were timed."""
+    return [s for s in cell.get("sides", ["rftkit", "trl"]) if s != "trl"]
+
+
+def side_name(side: str) -> str:
+    """>>> side_name("rftkit-nproc2")
+    'rftkit --nproc 2'
+    """
+    return side.replace("-nproc", " --nproc ").replace("-async", " async") if side != "trl" else "TRL"
+
+
+def rows(cell: dict) -> list[tuple[str, ...]]:
+    """(figure, each rftkit side's value, TRL's, each rftkit side's ratio to TRL) per figure."""
+    return [(label, *(fmt(cell[s][key], pattern) for s in ours(cell)), fmt(cell["trl"][key], pattern),
+             *(ratio(cell, key, s) for s in ours(cell))) for key, label, pattern, _ in FIGURES]
 
 
 def curve_text(curve: list[dict]) -> str:
@@ -42,10 +55,14 @@ def curve_text(curve: list[dict]) -> str:
 
 def print_cell(cell: dict, log) -> None:
     log(f"{cell['label']} ({cell['params']:,} parameters, threshold {cell['threshold']}):")
-    log(f"  {'':48} {'rftkit':>12} {'trl':>12} {'ratio':>7}")
-    for label, ours, theirs, r in rows(cell):
-        log(f"  {label:48} {ours:>12} {theirs:>12} {r:>7}")
-    for side in ("rftkit", "trl"):
+    names = [side_name(s) for s in ours(cell)]
+    header = [*names, "trl", *(f"{n}/trl" if len(names) > 1 else "ratio" for n in names)]
+    log(f"  {'':48} " + " ".join(f"{h:>16}" for h in header))
+    for label, *values in rows(cell):
+        log(f"  {label:48} " + " ".join(f"{v:>16}" for v in values))
+    if "scaling" in cell:
+        log(f"  2 ranks over 1 process on the same cores: {cell['scaling']:.2f}x completions/s")
+    for side in cell.get("sides", ["rftkit", "trl"]):
         log(f"  held-out reward vs training seconds, {side} (repeat 1): {curve_text(cell[side]['held_out_curves'][0])}")
 
 
@@ -73,12 +90,15 @@ def markdown(report: dict) -> str:
             f"max {s['max_completion_tokens']} completion tokens; held-out threshold {cell['threshold']} "
             f"(reached in {cell['rftkit']['reached']} of the rftkit runs, {cell['trl']['reached']} of TRL's)",
             "",
-            "| | rftkit | TRL | rftkit/TRL |",
-            "|---|---:|---:|---:|",
-            *[f"| {label} | {ours} | {theirs} | {r} |" for label, ours, theirs, r in rows(cell)],
+            "| | " + " | ".join([*map(side_name, ours(cell)), "TRL", *(f"{side_name(s)}/TRL" for s in ours(cell))]) + " |",
+            "|---|" + "---:|" * (2 * len(ours(cell)) + 1),
+            *["| " + " | ".join(row) + " |" for row in rows(cell)],
             "",
-            f"Held-out reward against training seconds (repeat 1): rftkit {curve_text(cell['rftkit']['held_out_curves'][0])}; "
-            f"TRL {curve_text(cell['trl']['held_out_curves'][0])}.",
+            *([f"Two data-parallel ranks over one process on the same cores: {cell['scaling']:.2f}x completions/s.", ""]
+              if "scaling" in cell else []),
+            "Held-out reward against training seconds (repeat 1): " + "; ".join(
+                f"{side_name(s)} {curve_text(cell[s]['held_out_curves'][0])}" for s in cell.get("sides", ["rftkit", "trl"]))
+            + ".",
             "",
         ]
     return "\n".join(lines)

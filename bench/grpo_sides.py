@@ -52,15 +52,21 @@ def rftkit_job(settings: Settings, prepared: dict) -> dict:
             "optimizer": {"max_grad_norm": settings.max_grad_norm},
             "lengths": {"max_prompt_tokens": 32, "max_completion_tokens": settings.max_completion_tokens},
             "eval": {"baseline": False},
+            "asynchronous": {"max_staleness": settings.max_staleness},
         },
     }
 
 
 def run_rftkit(settings: Settings, prepared: dict, out: Path) -> dict:
+    """Under `settings.nproc` ranks (RANK / WORLD_SIZE set by the bench) every rank trains and
+    rank 0 keeps the clock, the snapshots and the record."""
     from rftkit.config import parse_job
+    from rftkit.scale.parallel import Parallel
     from rftkit.train.rl_job import ReinforcementRun
 
-    run = ReinforcementRun(parse_job(rftkit_job(settings, prepared), "bench"), out, base_dir=None, log=lambda m: None)
+    parallel = Parallel.from_environment()
+    run = ReinforcementRun(parse_job(rftkit_job(settings, prepared), "bench"), out, base_dir=None, log=lambda m: None,
+                           parallel=parallel)
     run.start(None)
     clock, steps = SnapshotClock(out, settings.snapshot_every), []
     clock.maybe_snapshot(0, run.trainer.model)
@@ -75,8 +81,12 @@ def run_rftkit(settings: Settings, prepared: dict, out: Path) -> dict:
                       "generated_tokens": sum(len(s.completion_ids) for _, s in samples),
                       "trained_tokens": sum(len(g.prompt_ids) + len(s.completion_ids) for g, s in samples),
                       "reward_mean": m["train_reward_mean"]})
-        clock.maybe_snapshot(step, run.trainer.model)
-    return {"steps": steps, "snapshots": clock.snapshots}
+        if parallel.is_main:
+            clock.maybe_snapshot(step, run.trainer.model)
+    run.trainer.close()
+    rss = parallel.gather([peak_rss_mb()])  # the job's memory: every rank's
+    parallel.close()
+    return {"steps": steps, "snapshots": clock.snapshots, "rank": parallel.rank, "peak_rss_mb": sum(rss)}
 
 
 def trl_dataset(prepared: dict):
@@ -187,8 +197,9 @@ def main() -> None:
     setup_process(settings)
     begin = time.perf_counter()
     result = (run_rftkit if args.side == "rftkit" else run_trl)(settings, prepared, args.out)
-    result.update(side=args.side, total_seconds=time.perf_counter() - begin, peak_rss_mb=peak_rss_mb())
-    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    result = {"peak_rss_mb": peak_rss_mb(), **result, "side": args.side, "total_seconds": time.perf_counter() - begin}
+    if result.pop("rank", 0) == 0:
+        (args.out / "result.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

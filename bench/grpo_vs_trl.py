@@ -2,6 +2,7 @@
 
     rftkit bench --quick                    # S preset, full fine-tuning, beta 0: a few minutes
     rftkit bench --presets S,M --variants all --repeats 3 --write BENCHMARKS.md
+    rftkit bench --nproc 1,2 --async        # also rftkit as 2 data-parallel ranks, and asynchronous
 
 (or `python bench/grpo_vs_trl.py ...` with the same options). For each cell (preset x full/LoRA
 x beta) both trainers run from the same saved weights, prompts, reward and settings, each in
@@ -37,16 +38,38 @@ from grpo_common import Settings, held_out_curve, learning_rate, matmul_gflops, 
 # and both sides end 40 steps near 0.40-0.42, so 0.40 is reached within a quick run.
 THRESHOLDS = {"S": 0.40, "M": 0.45}
 VARIANTS = {"full": (False, 0.0), "full-kl": (False, 0.04), "lora": (True, 0.0), "lora-kl": (True, 0.04)}
+# side name: (the program grpo_sides.py runs, rftkit's data-parallel ranks, its max_staleness)
+SIDES = {"rftkit": ("rftkit", 1, 0), "rftkit-nproc2": ("rftkit", 2, 0), "rftkit-async": ("rftkit", 1, 1),
+         "trl": ("trl", 1, 0)}
+
+
+def sides_of(nprocs: list[int], asynchronous: bool = False) -> list[str]:
+    """The sides of each cell: rftkit at each --nproc asked for (and asynchronous), then TRL."""
+    return ([("rftkit" if n == 1 else f"rftkit-nproc{n}") for n in nprocs] + (["rftkit-async"] if asynchronous else [])
+            + ["trl"])
 
 
 def run_side(side: str, settings: Settings, prepared: dict, out: Path) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads),
-               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    """One side's run in fresh processes: one, or `settings.nproc` data-parallel rftkit ranks
+    started as `rftkit train --nproc` starts them (the threads shared out among them)."""
+    from rftkit.scale.launch import free_port, rank_environment
+
+    threads = str(settings.threads_per_process)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
+               PYTHONWARNINGS="ignore")
     command = [sys.executable, str(HERE / "grpo_sides.py"), side, "--settings", settings.to_json(),
                "--prepared", json.dumps(prepared), "--out", str(out)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{side} side failed ({settings.label}):\n{done.stderr[-3000:]}")
+    port = free_port()
+    ranks = [dict(rank_environment(r, settings.nproc, port, settings.threads), **{
+        k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}) for r in range(settings.nproc)] if settings.nproc > 1 else [env]
+    processes = [subprocess.Popen(command, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for e in ranks]
+    for process in processes:
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            for other in processes:
+                other.kill()
+            raise SystemExit(f"{side} side failed ({settings.label}):\n{stderr[-3000:]}")
     return json.loads((out / "result.json").read_text())
 
 
@@ -79,26 +102,33 @@ def summarise(runs: list[dict], curves: list[list[dict]], threshold: float, para
     }
 
 
-def run_cell(settings: Settings, prepared: dict, repeats: int, work: Path, peak: float, log) -> dict:
+def run_cell(settings: Settings, prepared: dict, repeats: int, work: Path, peak: float, log,
+             nprocs: tuple[int, ...] = (1,), asynchronous: bool = False) -> dict:
     from rftkit.models.load import load_policy
     from rftkit.models.tiny import parameter_count
 
     params = parameter_count(load_policy(prepared["model"], "cpu")[0])
-    results = {"rftkit": [], "trl": []}
-    curves = {"rftkit": [], "trl": []}
+    sides = sides_of(list(nprocs), asynchronous)
+    results = {side: [] for side in sides}
+    curves = {side: [] for side in sides}
     for repeat in range(repeats):
-        order = ("rftkit", "trl") if repeat % 2 == 0 else ("trl", "rftkit")
+        order = sides if repeat % 2 == 0 else sides[::-1]
         for side in order:
             out = work / "runs" / settings.label.replace(" ", "_").replace("=", "") / f"{side}-{repeat}"
             begin = time.perf_counter()
-            result = run_side(side, replace(settings, seed=settings.seed + repeat), prepared, out)
+            program, nproc, staleness = SIDES[side]
+            result = run_side(program, replace(settings, seed=settings.seed + repeat, nproc=nproc,
+                                               max_staleness=staleness), prepared, out)
             results[side].append(result)
             curves[side].append(held_out_curve(prepared, result["snapshots"], seed=1000 + repeat))
             log(f"  {settings.label} repeat {repeat + 1}/{repeats} {side}: {time.perf_counter() - begin:.0f} s, "
                 f"held-out reward {curves[side][-1][0]['reward']:.3f} -> {curves[side][-1][-1]['reward']:.3f}")
     threshold = THRESHOLDS[settings.preset]
     cell = {side: summarise(results[side], curves[side], threshold, params, peak, settings.lora) for side in results}
-    cell.update(label=settings.label, settings=json.loads(settings.to_json()), params=params, threshold=threshold)
+    cell.update(label=settings.label, settings=json.loads(settings.to_json()), params=params, threshold=threshold,
+                sides=sides)
+    if "rftkit-nproc2" in cell:  # what a second process buys on the same cores
+        cell["scaling"] = cell["rftkit-nproc2"]["completions_per_s"] / cell["rftkit"]["completions_per_s"]
     return cell
 
 
@@ -143,10 +173,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", default="full", help=f"comma-separated of {', '.join(VARIANTS)}, or all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of each side")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads of each side (shared out among rftkit's ranks)")
+    parser.add_argument("--nproc", default="1", help="comma-separated rftkit data-parallel ranks to time: 1, or 1,2")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="also time rftkit with asynchronous rollouts (max_staleness 1)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--write", type=Path, help="also write the results table into this markdown file")
     args = parser.parse_args(argv)
+    args.nproc = [int(n) for n in args.nproc.split(",")]
+    if not set(args.nproc) <= {1, 2} or 1 not in args.nproc:
+        parser.error("--nproc: 1 or 1,2 (rftkit at one process, and at two data-parallel ranks)")
     if args.quick:
         args.presets, args.variants, args.repeats, args.steps = "S", "full", 3, 40
     if args.variants == "all":
@@ -178,7 +215,8 @@ def main(argv=None) -> None:
             raise SystemExit("equivalence check failed: the two sides do not compute the same loss; not timing")
     results = []
     for settings in todo:
-        results.append(run_cell(settings, prepared[settings.preset], args.repeats, args.work, peak, log))
+        results.append(run_cell(settings, prepared[settings.preset], args.repeats, args.work, peak, log,
+                                tuple(args.nproc), args.asynchronous))
         print_cell(results[-1], log)
     report = {"machine": info, "equivalence": checks, "cells": results, "seconds": time.perf_counter() - began,
               "command": "rftkit bench " + " ".join(sys.argv[1:] if argv is None else argv)}
@@ -187,6 +225,8 @@ def main(argv=None) -> None:
         write_section(args.write, markdown(report))
         log(f"wrote the results into {args.write}")
     first = results[0]
+    for side in first["sides"][1:-1]:
+        log(f"throughput ratio {side}/trl: {first[side]['completions_per_s'] / first['trl']['completions_per_s']:.2f}")
     log(f"throughput ratio rftkit/trl: {first['rftkit']['completions_per_s'] / first['trl']['completions_per_s']:.2f}")
 
 

@@ -21,6 +21,7 @@ def bench(
     steps: int = typer.Option(40, min=2, help="Training steps per run."),
     threads: int = typer.Option(0, min=0, help="torch threads of each side (OMP_NUM_THREADS); 0: one per core."),
     nproc: str = typer.Option("1", help="rftkit's data-parallel ranks to time: 1, or 1,2 (the threads shared out)."),
+    asynchronous: bool = typer.Option(False, "--async", help="Also time rftkit with asynchronous rollouts (max_staleness 1)."),
     work: Path = typer.Option(Path("runs/bench"), help="Prepared models, runs and results.json."),
     write: Path = typer.Option(None, help="Also write the results table into this markdown file (BENCHMARKS.md)."),
 ) -> None:
@@ -34,5 +35,5 @@ def bench(
     except ImportError:
         raise RftkitError("rftkit bench needs TRL", fix="pip install -e '.[bench]'") from None
     args = ["--presets", presets, "--variants", variants, "--repeats", str(repeats), "--steps", str(steps),
-            "--work", str(work), "--nproc", nproc] + (["--threads", str(threads)] if threads else []) + (["--quick"] if quick else []) + (["--write", str(write)] if write else [])
+            "--work", str(work), "--nproc", nproc] + (["--async"] if asynchronous else []) + (["--threads", str(threads)] if threads else []) + (["--quick"] if quick else []) + (["--write", str(write)] if write else [])
     raise typer.Exit(subprocess.call([sys.executable, str(SCRIPT), *args]))
