@@ -1,7 +1,7 @@
 """Writes the tools example's data: 3-digit multiplications, which a 1M-parameter model cannot
 do in its head, but can with the calculator.
 
-- sft.jsonl: 96 tool transcripts (OpenAI's format): the question, a `mul` call, its result, the answer;
+- sft.jsonl: 400 tool transcripts (OpenAI's format): the question, a `mul` call, its result, the answer;
 - train.jsonl: 400 questions with an `answer` field, no transcripts;
 - valid.jsonl: 100 held-out questions, disjoint from both.
 
@@ -39,7 +39,7 @@ def transcript(a: int, b: int, index: int) -> dict:
 def main() -> None:
     rng = random.Random(0)
     pairs = list(dict.fromkeys((rng.randint(100, 999), rng.randint(100, 999)) for _ in range(1000)))
-    sft, train, valid = pairs[:96], pairs[96:496], pairs[496:596]
+    sft, train, valid = pairs[:400], pairs[400:800], pairs[800:900]
     files = {
         "sft.jsonl": [transcript(a, b, i) for i, (a, b) in enumerate(sft)],
         "train.jsonl": [{"messages": [question(a, b)], "answer": str(a * b)} for a, b in train],
