@@ -96,9 +96,11 @@ GRADER = {"type": "string_check", "name": "has a", "input": "{{ sample.output_te
 
 
 def rftkit_block(steps: int, **extra) -> dict:
-    """A tiny, fast reinforcement run: checkpoint every step, short completions."""
+    """A tiny, fast reinforcement run: checkpoint every step, short completions. The baseline
+    draws 16 samples of 16 bytes per prompt: the untrained model's random bytes then hold an 'a'
+    somewhere (which the baseline check needs) whatever the sampling stream, not by one seed's luck."""
     return {"group_size": 4, "learning_rate": 1e-3, "max_steps": steps, "lengths": {"max_completion_tokens": 16},
-            "eval": {"k": 4}, "checkpoints": {"interval": 1, "keep_last": 2}, "device": "cpu", **extra}
+            "eval": {"k": 16}, "checkpoints": {"interval": 1, "keep_last": 2}, "device": "cpu", **extra}
 
 
 def reinforcement_method(eval_interval: int = 5) -> dict:
