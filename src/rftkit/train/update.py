@@ -78,14 +78,14 @@ class UpdateStats:
 
 
 def _sum_gradients(parameters, parallel: Parallel, total: float) -> float:
-    """Every trainable parameter gets a gradient (zeros where it had none: an optimizer step
-    still applies momentum and weight decay, as it would unskipped), summed over the ranks;
-    returns the loss summed likewise."""
+    """Gradients summed over the ranks (a parameter without one on this rank counts as zeros),
+    and the loss likewise. In one process a step where no row learned gets zero gradients: an
+    optimizer step still applies momentum and weight decay, as it would unskipped."""
     trainable = [p for p in parameters if p.requires_grad]
     if parallel.active:
         (total,) = parallel.all_reduce_gradients(trainable, [total])
-    for parameter in trainable:
-        if parameter.grad is None:
+    elif all(p.grad is None for p in trainable):
+        for parameter in trainable:
             parameter.grad = torch.zeros_like(parameter)
     return total
 
