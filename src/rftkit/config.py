@@ -65,7 +65,7 @@ class ReinforcementHyperparameters(_Section):
         "auto", description="Prompts per step (each sampled group_size times). auto: min(8, rows)."
     )
     learning_rate_multiplier: AutoFloat = Field(
-        "auto", description="Multiplies rftkit.learning_rate. auto: 1.0."
+        "auto", description="Multiplies rftkit.learning_rate (its auto rate fits the model). auto: 1.0."
     )
     compute_multiplier: AutoFloat = Field(
         "auto",
@@ -76,7 +76,8 @@ class ReinforcementHyperparameters(_Section):
         "auto", description="Steps between validation passes. auto: about 10 passes per run."
     )
     eval_samples: AutoInt = Field(
-        "auto", description="Samples per validation prompt in each validation pass. auto: 1."
+        "auto", description="Samples per validation prompt in each validation pass. auto: enough for about 64 "
+        "graded samples a pass (1 for 64 or more validation prompts, at most 8)."
     )
     reasoning_effort: Literal["default", "low", "medium", "high"] = Field(
         "default",
@@ -118,7 +119,7 @@ class SupervisedHyperparameters(_Section):
     )
     batch_size: AutoInt = Field("auto", description="Rows per step. auto: min(16, rows).")
     learning_rate_multiplier: AutoFloat = Field(
-        "auto", description="Multiplies rftkit.learning_rate. auto: 1.0."
+        "auto", description="Multiplies rftkit.learning_rate (its auto rate fits the model). auto: 1.0."
     )
 
 
@@ -439,8 +440,11 @@ class RayOptions(_Section):
 class RftkitOptions(_Section):
     algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
-    learning_rate: float = Field(
-        1e-5, gt=0, description="Base learning rate; the effective rate is this x learning_rate_multiplier."
+    learning_rate: AutoFloat = Field(
+        "auto", description="Base learning rate; the effective rate is this x learning_rate_multiplier. auto: "
+        "from the model's parameter count N, LoRA or not, and the method (docs/auto.md): reinforcement 3e-5 x "
+        "(1.1M / N)^0.45 within [1e-6, 3e-5], supervised 3e-3 x (1.1M / N)^0.8 within [1e-5, 3e-3]; x10 under "
+        "LoRA, at most 1e-2."
     )
     auto_steps: int = Field(
         100, ge=1, description='Steps an "auto" n_epochs aims for on small datasets.'

@@ -1,7 +1,8 @@
 """A job spec resolved, once, into the values the components take.
 
 `config.JobSpec` is what a user writes, with "auto" numbers and algorithm presets left open.
-`resolve_reinforcement` closes them once the number of training rows is known and returns one
+`resolve_reinforcement` closes them once the number of training rows and the model's size are
+known (`auto_learning_rate` is the rule for the rate, docs/auto.md) and returns one
 frozen object, `ResolvedReinforcement`, made of sections: the trainer reads its sizes, the
 rollout its `sampling`, the update its `update`, the advantage phase its `algorithm`, `kl` and
 `ppo`. Nothing downstream reads the spec again or copies its fields into a settings class of
@@ -93,6 +94,7 @@ class ResolvedReinforcement:
     max_staleness: int = 0  # rftkit.asynchronous: 0 synchronous, 1 one step off-policy
     # extra chat-template variables for every prompt (training, validation, baseline)
     chat_template_vars: dict[str, Any] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # why each "auto" value is what it is
 
     def explain(self) -> dict:
         """Every value as plain data, for `rftkit config explain`."""
@@ -105,6 +107,7 @@ class ResolvedSupervised:
     batch_size: int
     learning_rate: float
     total_steps: int
+    reasons: dict[str, str] = field(default_factory=dict)
 
     def explain(self) -> dict:
         return _plain(self)
@@ -124,18 +127,79 @@ def _pick(value: Any, auto: Any) -> Any:
     return auto if value == "auto" else value
 
 
+# The auto learning rate, justified in docs/auto.md (`bench/auto_defaults.py sweep` measures it).
+# Reinforcement with every weight trained: 3e-5 at 1.1M parameters (the tiny preset: the largest
+# rate of the sweep that did not lower held-out reward from a warm start on either preset; 1e-4
+# did on both, 3e-4 collapsed both), falling as N^-0.45: 1.4e-5 at the small preset (6M), 1.9e-6
+# at 0.5B, 1.2e-6 at 1.5B, and the 1e-6 of published GRPO recipes for 3-70B models from there on
+# (the floor). An adapter takes ~10x its full fine-tune's rate ("LoRA Without Regret", Thinking
+# Machines 2025). Supervised steps on labelled answers have their own curve: 3e-3 at 1.1M (the
+# demo's warm start), N^-0.8 down to the 1e-5 of SFT recipes for 7B models.
+ANCHOR_PARAMETERS = 1.1e6
+CURVES = {  # method: (rate at the anchor, exponent, lowest full fine-tuning rate)
+    "reinforcement": (3e-5, 0.45, 1e-6),
+    "supervised": (3e-3, 0.8, 1e-5),
+}
+LORA_FACTOR, MAX_RATE = 10.0, 1e-2
+
+
+def auto_learning_rate(parameters: int | None, *, lora: bool, supervised: bool) -> tuple[float, str]:
+    """(rate, why) for a model of `parameters` distinct parameters (None: its size is not known here).
+
+    >>> [auto_learning_rate(n, lora=False, supervised=False)[0] for n in (1_100_000, 6_000_000, 494_000_000)]
+    [3e-05, 1.4e-05, 1.9e-06]
+    >>> auto_learning_rate(7_600_000_000, lora=True, supervised=False)[0]
+    1e-05
+    """
+    method = "supervised" if supervised else "reinforcement"
+    anchor_rate, exponent, low = CURVES[method]
+    if parameters is None:
+        rate, why = low, f"the model's size could not be read here, so the {method} rate of a large model"
+    else:
+        rate = min(anchor_rate, max(low, anchor_rate * (ANCHOR_PARAMETERS / parameters) ** exponent))
+        why = (f"{parameters / 1e6:,.1f}M parameters: {method} {anchor_rate:g} x (1.1M / N)^{exponent:g}, "
+               f"within [{low:g}, {anchor_rate:g}]")
+    if lora:
+        rate, why = rate * LORA_FACTOR, why + ", x10 for a LoRA adapter"
+    if rate > MAX_RATE:
+        rate, why = MAX_RATE, why + f", capped at {MAX_RATE:g}"
+    return float(f"{rate:.2g}"), why  # two significant digits: the rule is not more precise
+
+
+def _learning_rate(spec: JobSpec, hp, parameters: int | None, supervised: bool, reasons: dict) -> float:
+    base = spec.rftkit.learning_rate
+    if base == "auto":
+        base, reasons["learning_rate"] = auto_learning_rate(parameters, lora=spec.rftkit.lora.enabled,
+                                                            supervised=supervised)
+    multiplier = _pick(hp.learning_rate_multiplier, 1.0)
+    if multiplier != 1.0 and "learning_rate" in reasons:
+        reasons["learning_rate"] += f"; x{multiplier:g} (learning_rate_multiplier)"
+    return base * multiplier
+
+
+def _auto_eval_samples(valid_rows: int) -> int:
+    """Samples per validation prompt for about 64 graded samples a pass, within [1, 8]."""
+    return max(1, min(8, math.ceil(64 / valid_rows))) if valid_rows else 1
+
+
 def _auto_epochs(rows: int, batch_size: int, target_steps: int, floor: int, ceiling: int) -> int:
     steps_per_epoch = math.ceil(rows / batch_size)
     return max(floor, min(ceiling, math.ceil(target_steps / steps_per_epoch)))
 
 
-def _plan(hp, opts: RftkitOptions, rows: int, *, batch: int, epochs: tuple[int, int]) -> tuple[int, int, int]:
+def _plan(hp, opts: RftkitOptions, rows: int, reasons: dict, *, batch: int,
+          epochs: tuple[int, int]) -> tuple[int, int, int]:
     """(batch size, epochs, total steps) from the hyperparameters `hp` (batch_size, n_epochs may be
     "auto": at most `batch` rows a step; enough epochs for about auto_steps steps, within `epochs`)."""
     if rows < 1:
         raise RftkitError("the training file has no usable rows", fix="run `rftkit data validate` on it")
     batch_size = min(_pick(hp.batch_size, min(batch, rows)), rows)
+    if hp.batch_size == "auto":
+        reasons["batch_size"] = f"min({batch}, {rows} training rows)"
     n_epochs = _pick(hp.n_epochs, _auto_epochs(rows, batch_size, opts.auto_steps, *epochs))
+    if hp.n_epochs == "auto":
+        reasons["n_epochs"] = (f"about rftkit.auto_steps={opts.auto_steps} steps of {math.ceil(rows / batch_size)} a "
+                               f"pass, within [{epochs[0]}, {epochs[1]}] passes")
     total = n_epochs * math.ceil(rows / batch_size)
     if opts.max_steps is not None:
         total = min(total, opts.max_steps)
@@ -196,22 +260,33 @@ def pass_threshold(configured: float | None, grader: dict | None) -> float:
     return float(own) if numeric else 1.0
 
 
-def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
-    """Concrete settings for a reinforcement job over `rows` training prompts."""
+def resolve_reinforcement(spec: JobSpec, rows: int, *, parameters: int | None,
+                          valid_rows: int = 0) -> ResolvedReinforcement:
+    """Concrete settings for a reinforcement job over `rows` training prompts (and `valid_rows`
+    validation prompts) on a model of `parameters` distinct parameters (None: not known here)."""
     hp = spec.method.reinforcement.hyperparameters
     opts = spec.rftkit
     if opts.sampling.temperature <= 0:
         raise RftkitError("rftkit.sampling.temperature: must be > 0 for reinforcement",
                           fix="RL learns from differences between samples; use 1.0")
-    batch_size, n_epochs, total = _plan(hp, opts, rows, batch=8, epochs=(1, 100))
+    reasons: dict[str, str] = {}
+    batch_size, n_epochs, total = _plan(hp, opts, rows, reasons, batch=8, epochs=(1, 100))
     algorithm = resolve_algorithm(opts)
+    learning_rate = _learning_rate(spec, hp, parameters, False, reasons)
+    if hp.eval_interval == "auto":
+        reasons["eval_interval"] = f"about 10 validation passes over {total} steps"
+    if hp.eval_samples == "auto":
+        reasons["eval_samples"] = (f"about 64 graded samples a pass over {valid_rows} validation prompts, at most 8"
+                                   if valid_rows else "no validation prompts")
+    if hp.compute_multiplier == "auto":
+        reasons["group_size"] = f"rftkit.group_size={opts.group_size} x compute_multiplier 1.0"
     return ResolvedReinforcement(
         n_epochs=n_epochs,
         batch_size=batch_size,
-        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
+        learning_rate=learning_rate,
         group_size=max(2, round(opts.group_size * _pick(hp.compute_multiplier, 1.0))),
         eval_interval=_pick(hp.eval_interval, max(1, total // 10)),
-        eval_samples=_pick(hp.eval_samples, 1),
+        eval_samples=_pick(hp.eval_samples, _auto_eval_samples(valid_rows)),
         total_steps=total,
         seed=spec.seed,
         pass_threshold=pass_threshold(opts.eval.pass_threshold, spec.method.reinforcement.grader),
@@ -224,17 +299,20 @@ def resolve_reinforcement(spec: JobSpec, rows: int) -> ResolvedReinforcement:
         rollout_correction=opts.rollout_correction,
         max_staleness=opts.asynchronous.max_staleness,
         chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
+        reasons=reasons,
     )
 
 
-def resolve_supervised(spec: JobSpec, rows: int) -> ResolvedSupervised:
-    """Concrete hyperparameters for a supervised job over `rows` training rows."""
+def resolve_supervised(spec: JobSpec, rows: int, *, parameters: int | None) -> ResolvedSupervised:
+    """Concrete hyperparameters for a supervised job over `rows` training rows on a model of
+    `parameters` distinct parameters (None: not known here)."""
     hp = (spec.method.supervised or SupervisedMethod()).hyperparameters
-    opts = spec.rftkit
-    batch_size, n_epochs, total = _plan(hp, opts, rows, batch=16, epochs=(3, 50))
+    reasons: dict[str, str] = {}
+    batch_size, n_epochs, total = _plan(hp, spec.rftkit, rows, reasons, batch=16, epochs=(3, 50))
     return ResolvedSupervised(
         n_epochs=n_epochs,
         batch_size=batch_size,
-        learning_rate=opts.learning_rate * _pick(hp.learning_rate_multiplier, 1.0),
+        learning_rate=_learning_rate(spec, hp, parameters, True, reasons),
         total_steps=total,
+        reasons=reasons,
     )

@@ -91,16 +91,18 @@ def test_bad_job_spec_names_every_problem(tmp_path):
     assert "rftkit.lr: unknown key" in result.stderr
 
 
-def test_config_explain_resolves_auto(tmp_path):
+def test_config_explain_resolves_auto(tmp_path, tiny_dir):
     write_jsonl(tmp_path / "train.jsonl", [{"messages": [user(str(i))]} for i in range(12)])
     (tmp_path / "job.yaml").write_text(
-        "model: m\ntraining_file: train.jsonl\nmethod:\n  type: reinforcement\n  reinforcement:\n"
+        f"model: {tiny_dir}\ntraining_file: train.jsonl\nmethod:\n  type: reinforcement\n  reinforcement:\n"
         "    grader: {type: string_check, input: a, reference: a, operation: eq}\n"
     )
     result = run_cli("config", "explain", tmp_path / "job.yaml")
     assert result.returncode == 0, result.stderr
-    assert "# resolved for 12 training rows:" in result.stdout
+    assert "# resolved for 12 training rows, 0 validation rows and 1,1" in result.stdout
     assert "batch_size: 8" in result.stdout and "group_size: 8" in result.stdout
+    assert "learning_rate: 3.0e-05" in result.stdout
+    assert "#   learning_rate = 3e-05: 1.1M parameters: reinforcement 3e-05 x (1.1M / N)^0.45" in result.stdout
 
 
 @pytest.mark.parametrize("args", [["--help"], ["data", "validate", "--help"], ["model", "init", "--help"], ["train", "--help"], ["demo", "--help"]])

@@ -72,7 +72,7 @@ def test_a_training_step_on_cuda(dtype):
                    "lengths": {"max_completion_tokens": 8}}})
     examples = [Example([{"role": "user", "content": f"q{i}"}], {}) for i in range(8)]
     model, tokenizer = tiny_on(CUDA, dtype)
-    trainer = RLTrainer(model, tokenizer, build_grader(grader), examples, resolve_reinforcement(spec, len(examples)))
+    trainer = RLTrainer(model, tokenizer, build_grader(grader), examples, resolve_reinforcement(spec, len(examples), parameters=None))
     before = [p.detach().clone() for p in model.parameters()]
     for _ in range(2):
         metrics = trainer.step().metrics

@@ -68,31 +68,35 @@ def test_reinforcement_needs_its_block_and_grader():
 
 def test_auto_resolution_for_a_dozen_prompts():
     spec = parse_job(rl_job())
-    resolved = resolve_reinforcement(spec, rows=12)
+    resolved = resolve_reinforcement(spec, rows=12, parameters=1_100_000, valid_rows=12)
     assert resolved.batch_size == 8
     assert resolved.n_epochs == 50  # 2 steps per epoch, aiming at auto_steps=100
     assert resolved.total_steps == 100
     assert resolved.eval_interval == 10
-    assert resolved.learning_rate == pytest.approx(1e-5)
+    assert resolved.learning_rate == pytest.approx(3e-5)  # the tiny preset's rate
+    assert resolved.eval_samples == 6  # 12 validation prompts x 6 = 72 graded samples a pass
     assert resolved.group_size == 8
+    assert set(resolved.reasons) == {"batch_size", "n_epochs", "learning_rate", "eval_interval", "eval_samples",
+                                     "group_size"}
+    assert "1.1M parameters" in resolved.reasons["learning_rate"]
 
 
 def test_explicit_values_and_multipliers_win():
     body = rl_job(n_epochs=2, batch_size=4, learning_rate_multiplier=3, compute_multiplier=0.5, eval_interval=7)
     body["rftkit"] = {"learning_rate": 1e-4, "max_steps": 5}
-    resolved = resolve_reinforcement(parse_job(body), rows=100)
+    resolved = resolve_reinforcement(parse_job(body), rows=100, parameters=1_100_000)
     assert (resolved.n_epochs, resolved.batch_size, resolved.group_size) == (2, 4, 4)
     assert resolved.total_steps == 5
-    assert resolved.learning_rate == pytest.approx(3e-4)
+    assert resolved.learning_rate == pytest.approx(3e-4)  # 1e-4 x 3
     assert resolved.eval_interval == 7
 
 
 def test_batch_never_exceeds_rows_and_empty_data_is_an_error():
     body = {"model": "m", "training_file": "t", "method": {"type": "supervised"}}
     spec = parse_job(body)
-    assert resolve_supervised(spec, rows=3).batch_size == 3
+    assert resolve_supervised(spec, rows=3, parameters=None).batch_size == 3
     with pytest.raises(RftkitError, match="no usable rows"):
-        resolve_supervised(spec, rows=0)
+        resolve_supervised(spec, rows=0, parameters=None)
 
 
 def test_load_job_resolves_paths_next_to_the_yaml(tmp_path):

@@ -31,17 +31,29 @@ def config_defaults(
 
 @app.command("explain")
 def config_explain(job: Path = typer.Argument(..., help="A job spec in YAML.")) -> None:
-    """Print a job's settings with every default filled in and every "auto" resolved."""
+    """Print a job's settings with every default filled in and every "auto" resolved, and why
+    each auto value is what it is (the model's size, the data's size: docs/auto.md)."""
     import yaml
 
     from rftkit.config import load_job
-    from rftkit.resolved import resolve_reinforcement, resolve_supervised
     from rftkit.data.rows import read_rows
+    from rftkit.models.load import parameter_count_of
+    from rftkit.resolved import resolve_reinforcement, resolve_supervised
 
     spec = load_job(job)
     rows = sum(1 for _ in read_rows(spec.training_file))
-    resolve = resolve_reinforcement if spec.method.type == "reinforcement" else resolve_supervised
-    resolved = resolve(spec, rows)
+    valid_rows = sum(1 for _ in read_rows(spec.validation_file)) if spec.validation_file else 0
+    parameters = parameter_count_of(spec.model)
+    if spec.method.type == "reinforcement":
+        resolved = resolve_reinforcement(spec, rows, parameters=parameters, valid_rows=valid_rows)
+    else:
+        resolved = resolve_supervised(spec, rows, parameters=parameters)
+    explained = resolved.explain()
+    why = explained.pop("reasons")
+    size = f"{parameters:,} parameters" if parameters is not None else "a model whose size cannot be read here"
     print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
-    print(f"# resolved for {rows} training rows:")
-    print(yaml.safe_dump({"resolved": resolved.explain()}, sort_keys=False), end="")
+    print(f"# resolved for {rows} training rows, {valid_rows} validation rows and {size}:")
+    print(yaml.safe_dump({"resolved": explained}, sort_keys=False), end="")
+    print("# why each auto value is what it is:")
+    for key, reason in why.items():
+        print(f"#   {key} = {explained[key]:g}: {reason}")

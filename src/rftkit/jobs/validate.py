@@ -33,10 +33,11 @@ def validate_job(job: dict, data_dir: Path) -> int:
     rows = _rows(spec.training_file, purpose, required, body["training_file"])
     if spec.validation_file:
         _rows(spec.validation_file, purpose, required, body["validation_file"])
+    # the plan's length does not depend on the model's size (only the learning rate does)
     if purpose == "reinforcement":
-        total = resolve_reinforcement(spec, rows).total_steps
+        total = resolve_reinforcement(spec, rows, parameters=None).total_steps
     else:
-        total = resolve_supervised(spec, rows).total_steps
+        total = resolve_supervised(spec, rows, parameters=None).total_steps
     folder = Path(job["run_dir"]).parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "job.yaml").write_text(json.dumps(job["spec"], indent=1) + "\n")  # JSON is YAML

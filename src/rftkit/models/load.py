@@ -113,6 +113,27 @@ def _from_pretrained(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
         raise RftkitError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}", fix=fix) from None
 
 
+def parameter_count_of(name_or_path: str) -> int | None:
+    """Distinct parameters of the model a job names (tied embeddings once), counted on the meta
+    device from its config alone: no weights are read. An adapter directory counts its base.
+    None when the config cannot be read here (a hub name offline and not in the cache)."""
+    from transformers import AutoConfig
+
+    from rftkit.models.tiny import parameter_count
+
+    adapter = Path(name_or_path) / "adapter_config.json"
+    if adapter.exists():
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        return parameter_count_of(base) if base else None
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError):
+        return None
+    return parameter_count(model)
+
+
 def save_policy(model: Any, tokenizer: Any, out: str | Path) -> Path:
     """Write a Hugging Face directory (an adapter directory for a PEFT model)."""
     out = Path(out)

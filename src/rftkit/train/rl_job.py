@@ -38,7 +38,7 @@ from rftkit.eval.passk import EvalResult, EvalStopped, evaluate, reward_spread
 from rftkit.graders import GraderContext
 from rftkit.graders.network import NetworkPolicy
 from rftkit.graders.templates import item_fields
-from rftkit.models.load import load_policy, load_tokenizer, resume_lora, save_policy, wrap_lora
+from rftkit.models.load import load_policy, load_tokenizer, parameter_count_of, resume_lora, save_policy, wrap_lora
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
 from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
@@ -161,7 +161,8 @@ class ReinforcementRun:
         self.sampler = rollout.sampler
         self.grader = self.roles.grader(rollout, GraderContext(base_dir=base_dir or Path.cwd(), network=network))
         self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
-        self.resolved = resolve_reinforcement(spec, len(self.train))
+        self.resolved = resolve_reinforcement(spec, len(self.train), parameters=parameter_count_of(spec.model),
+                                              valid_rows=len(self.valid))
         if parallel.world_size > self.resolved.batch_size:
             raise RftkitError(f"{parallel.world_size} data-parallel ranks are more than the {self.resolved.batch_size} "
                               "prompts of a step: a rank would have no prompt to sample",

@@ -21,7 +21,7 @@ from rftkit.errors import RftkitError
 from rftkit.eval.exact_match import exact_match
 from rftkit.resolved import resolve_supervised
 from rftkit.rollout.engine import job_engine
-from rftkit.models.load import load_policy, save_policy
+from rftkit.models.load import load_policy, parameter_count_of, save_policy
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.train.sft import SFTSettings, run_sft
 
@@ -54,7 +54,7 @@ def run_supervised_job(
     train = load_examples(spec.training_file, "supervised")
     valid = load_examples(spec.validation_file, "supervised") if spec.validation_file else []
     log(f"data: {len(train)} training rows and {len(valid)} validation rows, all used")
-    resolved = resolve_supervised(spec, len(train))
+    resolved = resolve_supervised(spec, len(train), parameters=parameter_count_of(spec.model))
     log(f"plan: {resolved.total_steps} steps ({resolved.n_epochs} epochs of batch {resolved.batch_size}), "
         f"learning rate {resolved.learning_rate:g}")
     torch.manual_seed(spec.seed)

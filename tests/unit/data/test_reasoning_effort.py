@@ -34,18 +34,19 @@ def tokenizer():
 
 
 def test_reasoning_effort_changes_the_rendered_prompt(tokenizer):
-    default = resolve_reinforcement(job(), rows=1).chat_template_vars
-    high = resolve_reinforcement(job("high"), rows=1).chat_template_vars
+    default = resolve_reinforcement(job(), rows=1, parameters=None).chat_template_vars
+    high = resolve_reinforcement(job("high"), rows=1, parameters=None).chat_template_vars
     assert "Reasoning: medium" in render_prompt(tokenizer, EXAMPLE.prompt_messages, **default)
     assert "Reasoning: high" in render_prompt(tokenizer, EXAMPLE.prompt_messages, **high)
     assert "Reasoning: low" in render_prompt(tokenizer, EXAMPLE.prompt_messages,
-                                             **resolve_reinforcement(job("low"), rows=1).chat_template_vars)
+                                             **resolve_reinforcement(job("low"), rows=1, parameters=None).chat_template_vars)
 
 
 def test_training_prompts_carry_the_effort(tokenizer):
     model, _ = build_tiny("tiny", seed=0)
     grader = build_grader(job().method.reinforcement.grader)
-    trainer = RLTrainer(model, tokenizer, grader, [EXAMPLE], resolve_reinforcement(job("high"), rows=1))
+    settings = resolve_reinforcement(job("high"), rows=1, parameters=None)
+    trainer = RLTrainer(model, tokenizer, grader, [EXAMPLE], settings)
     assert tokenizer.decode(trainer.prompt_ids(0)) == render_prompt(tokenizer, EXAMPLE.prompt_messages,
                                                                     reasoning_effort="high")
     assert "Reasoning: high" in tokenizer.decode(trainer.prompt_ids(0))
@@ -55,5 +56,5 @@ def test_tiny_template_ignores_the_effort():
     """rftkit's own tiny models are not reasoning models: their template renders the same prompt."""
     _, tokenizer = build_tiny("tiny", seed=0)
     assert tokenizer.chat_template == TINY_CHAT_TEMPLATE
-    high = resolve_reinforcement(job("high"), rows=1).chat_template_vars
+    high = resolve_reinforcement(job("high"), rows=1, parameters=None).chat_template_vars
     assert encode_prompt(tokenizer, EXAMPLE, **high) == encode_prompt(tokenizer, EXAMPLE)

@@ -44,7 +44,7 @@ def trainer(parallel: Parallel, config: dict) -> RLTrainer:
     critic = ValueModel.from_policy(model) if rftkit.get("algorithm") == "ppo" else None
     if config.get("lora"):
         model = wrap_lora(model, LoraOptions(enabled=True, r=4, alpha=8))
-    settings = resolve_reinforcement(spec, len(EXAMPLES))
+    settings = resolve_reinforcement(spec, len(EXAMPLES), parameters=None)
     return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, settings, critic=critic, parallel=parallel)
 
 

@@ -55,7 +55,7 @@ def trainer(roles: RayRoles | None = None, lora: bool = False) -> RLTrainer:
     model, tokenizer = build_tiny("tiny", seed=0)
     if lora:
         model = wrap_lora(model, LoraOptions(enabled=True, r=4, alpha=8))
-    settings = resolve_reinforcement(SPEC, len(EXAMPLES))
+    settings = resolve_reinforcement(SPEC, len(EXAMPLES), parameters=None)
     if roles is None:
         return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, settings)
     grader = roles.grader(JobRollout(sample_groups, GRADER), GraderContext())

@@ -41,6 +41,6 @@ def job(grader: dict, **eval_options) -> dict:
 def test_pass_threshold_defaults_to_the_graders_own():
     similarity = {"type": "text_similarity", "input": "x", "reference": "y", "evaluation_metric": "bleu",
                   "pass_threshold": 0.6}
-    assert resolve_reinforcement(parse_job(job(similarity)), rows=4).pass_threshold == 0.6
-    assert resolve_reinforcement(parse_job(job(similarity, pass_threshold=0.3)), rows=4).pass_threshold == 0.3
-    assert resolve_reinforcement(parse_job(job({"type": "string_check"})), rows=4).pass_threshold == 1.0
+    assert resolve_reinforcement(parse_job(job(similarity)), rows=4, parameters=None).pass_threshold == 0.6
+    assert resolve_reinforcement(parse_job(job(similarity, pass_threshold=0.3)), rows=4, parameters=None).pass_threshold == 0.3
+    assert resolve_reinforcement(parse_job(job({"type": "string_check"})), rows=4, parameters=None).pass_threshold == 1.0

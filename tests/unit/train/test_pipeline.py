@@ -25,7 +25,8 @@ def trainer(staleness: int = 1, steps: int = 5) -> RLTrainer:
                    "asynchronous": {"max_staleness": staleness}},
     })
     model, tokenizer = build_tiny("tiny", seed=0)
-    return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, resolve_reinforcement(spec, len(EXAMPLES)))
+    settings = resolve_reinforcement(spec, len(EXAMPLES), parameters=None)
+    return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, settings)
 
 
 def test_samples_are_one_step_old_tagged_and_corrected():

@@ -58,7 +58,7 @@ def make_trainer(algorithm="grpo", grader="test_sevens", steps=12, lora=False, *
     critic = ValueModel.from_policy(model) if algorithm == "ppo" else None
     if lora:
         model = wrap_lora(model, LoraOptions(enabled=True, r=8, alpha=16))
-    settings = resolve_reinforcement(spec, len(EXAMPLES))
+    settings = resolve_reinforcement(spec, len(EXAMPLES), parameters=None)
     return RLTrainer(model, tokenizer, build_grader({"type": grader}), EXAMPLES, settings, critic=critic)
 
 
