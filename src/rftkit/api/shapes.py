@@ -31,6 +31,18 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def _learning_rate(base: Any, multiplier: Any) -> Any:
+    """The job's rate as the spec states it: a number, or "auto" (fitted to the model when it runs).
+
+    >>> _learning_rate(1e-5, 2.0), _learning_rate("auto", "auto"), _learning_rate("auto", 3)
+    (2e-05, 'auto', 'auto x3')
+    """
+    numeric = isinstance(multiplier, (int, float)) and not isinstance(multiplier, bool)
+    if isinstance(base, (int, float)):
+        return base * (multiplier if numeric else 1)
+    return f"auto x{multiplier:g}" if numeric and multiplier != 1 else "auto"
+
+
 def job_settings(spec: dict) -> dict:
     """The settings the dashboard's compare view lays side by side (from the job spec).
 
@@ -51,7 +63,7 @@ def job_settings(spec: dict) -> dict:
         "method": method["type"],
         "algorithm": options.get("algorithm") if reinforcement else None,
         "group_size": options.get("group_size") if reinforcement else None,
-        "learning_rate": options.get("learning_rate", 0) * (multiplier if isinstance(multiplier, (int, float)) else 1),
+        "learning_rate": _learning_rate(options.get("learning_rate", "auto"), multiplier),
         "batch_size": hp.get("batch_size", "auto"), "n_epochs": hp.get("n_epochs", "auto"),
         "grader": f"{grader.get('name')} ({grader.get('type')})" if grader else None,
         "kl_coef": (options.get("kl") or {}).get("coef"), "lora": bool((options.get("lora") or {}).get("enabled")),
