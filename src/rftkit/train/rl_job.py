@@ -20,28 +20,22 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from rftkit.config import JobSpec
-from rftkit.data.chat import encode_prompt, reasoning_template_vars
-from rftkit.data.validate import load_examples
+from rftkit.data.chat import reasoning_template_vars
 from rftkit.errors import RftkitError
 from rftkit.eval.passk import EvalResult, EvalStopped, evaluate, reward_spread
 from rftkit.graders import GraderContext
 from rftkit.graders.network import NetworkPolicy
-from rftkit.graders.templates import item_fields
-from rftkit.models.load import load_policy, load_tokenizer, parameter_count_of, resume_lora, save_policy, wrap_lora
+from rftkit.models.load import load_tokenizer, parameter_count_of, save_policy
 from rftkit.monitor.console import console, progress_bar, step_reporter
 from rftkit.monitor.hacking import HackingMonitor
-from rftkit.resolved import ResolvedReinforcement, resolve_reinforcement
+from rftkit.resolved import resolve_reinforcement
 from rftkit.rollout.engine import EngineUnavailable
 from rftkit.train.checkpoint import (
     CheckpointWriteFailed,
@@ -52,12 +46,13 @@ from rftkit.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from rftkit.train.critic import ValueModel
 from rftkit.train.job_rollout import job_rollout
-from rftkit.train.rl import RLTrainer, frozen_copy, needs_reference_copy
+from rftkit.train.rl import RLTrainer
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.scale.roles import LocalRoles, job_roles
+from rftkit.train.rl_setup import build_models, load_data
 from rftkit.train.runlog import NullRunLog, RunLog
+from rftkit.train.stop import StopRequest
 from rftkit.train.supervised import prepare_out_dir
 from rftkit.types import Example
 
@@ -86,66 +81,6 @@ class RLSummary:
     warnings: list[str] = field(default_factory=list)
 
 
-class StopRequest:
-    """Set by SIGTERM / SIGINT (or by a caller): pause after the current step, with a checkpoint."""
-
-    def __init__(self):
-        self.reason: str | None = None
-        self._previous: dict = {}
-
-    def request(self, reason: str) -> None:
-        self.reason = self.reason or reason
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.reason is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.request(f"signal {signal.Signals(signum).name}")
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _load_data(spec: JobSpec, tokenizer, grader_spec: dict, log):
-    limit = spec.rftkit.lengths.max_prompt_tokens
-    template_vars = reasoning_template_vars(spec.method.reinforcement.hyperparameters.reasoning_effort)
-    checks = {"required_fields": item_fields(grader_spec), "max_prompt_tokens": limit,
-              "count_prompt_tokens": lambda e: len(encode_prompt(tokenizer, e, **template_vars))}
-    train = load_examples(spec.training_file, "reinforcement", **checks)
-    valid = load_examples(spec.validation_file, "reinforcement", **checks) if spec.validation_file else []
-    if spec.rftkit.eval.max_prompts is not None:
-        valid = valid[: spec.rftkit.eval.max_prompts]
-    log(f"data: {len(train)} training prompts and {len(valid)} validation prompts, all used")
-    return train, valid
-
-
-def _build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Path | None):
-    """(policy, tokenizer, reference, critic). The critic is copied from the base before LoRA
-    wraps the policy; the reference is the base, never a resumed policy."""
-    opts = spec.rftkit
-    base, tokenizer = load_policy(spec.model, opts.device)
-    critic = ValueModel.from_policy(base) if resolved.algorithm.uses_critic else None
-    reference = frozen_copy(base) if needs_reference_copy(opts.kl, opts.lora.enabled) else None
-    if opts.lora.enabled:
-        if checkpoint is not None:
-            policy = resume_lora(base, checkpoint / "model")
-        else:
-            policy = wrap_lora(base, opts.lora)
-    elif checkpoint is not None:
-        policy, _ = load_policy(str(checkpoint / "model"), opts.device)
-    else:
-        policy = base
-    if critic is not None:
-        critic.to(next(policy.parameters()).device)
-    return policy, tokenizer, reference, critic
-
-
 class ReinforcementRun:
     """The state of one run: what `run_reinforcement_job` builds and then drives."""
 
@@ -160,7 +95,7 @@ class ReinforcementRun:
         rollout = job_rollout(spec, base_dir, reasoning_template_vars(effort))
         self.sampler = rollout.sampler
         self.grader = self.roles.grader(rollout, GraderContext(base_dir=base_dir or Path.cwd(), network=network))
-        self.train, self.valid = _load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
+        self.train, self.valid = load_data(spec, load_tokenizer(spec.model), rollout.grader_spec, log)
         self.resolved = resolve_reinforcement(spec, len(self.train), parameters=parameter_count_of(spec.model),
                                               valid_rows=len(self.valid))
         if parallel.world_size > self.resolved.batch_size:
@@ -175,7 +110,7 @@ class ReinforcementRun:
         self.eval_warnings: list[str] = []  # the last validation's, until the step's monitors have run
 
     def start(self, checkpoint: Path | None) -> None:
-        policy, tokenizer, reference, critic = _build_models(self.spec, self.resolved, checkpoint)
+        policy, tokenizer, reference, critic = build_models(self.spec, self.resolved, checkpoint)
         self.tokenizer = tokenizer
         engine = self.roles.engine(self.spec.rftkit, policy, tokenizer, model_path=self.spec.model, work_dir=self.out)
         self.trainer = RLTrainer(policy, tokenizer, self.grader, self.train, self.resolved, engine=engine,

@@ -18,7 +18,8 @@ from helpers import write_jsonl
 from rftkit.config import parse_job
 from rftkit.graders.base import REGISTRY, Grader, GraderSpec, register
 from rftkit.train.checkpoint import list_checkpoints
-from rftkit.train.rl_job import ReinforcementRun, StopRequest, run_reinforcement_job
+from rftkit.train.rl_job import ReinforcementRun, run_reinforcement_job
+from rftkit.train.stop import StopRequest
 
 STEP_SAMPLES = 4 * 4  # batch_size x group_size: the training grades of one step
 
