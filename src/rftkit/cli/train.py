@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import typer
 
 from rftkit.cli.common import out
 from rftkit.cli.model import warm_start
+from rftkit.data.sql_task import SQL_ANSWER_TOKENS, SQL_RL_STEPS, SQL_SFT_STEPS, SQL_TARGET_PASS
 from rftkit.errors import RftkitError
 
 
@@ -114,28 +117,74 @@ def print_rl_summary(summary) -> None:
               + (f"; report {summary.report}" if summary.report else ""))
 
 
+@dataclass(frozen=True)
+class DemoTask:
+    """What `rftkit demo --task NAME` trains on, and the defaults that fit it."""
+
+    data: str  # what step 1 says the task is
+    write: Callable[[Path, int], dict[str, Path]]  # (folder, seed) -> its files: sft, train, valid, ...
+    grader: Callable[[dict[str, Path]], dict]  # the files -> the job's grader spec
+    job: Callable[..., dict]  # (model, data folder, *, steps, seed) -> the reinforcement job body
+    reinforce: str  # what step 4 says the reinforcement is
+    answer_tokens: int  # the most tokens an answer takes (the warm start's competence check)
+    sft_steps: int
+    target_pass: float
+    rl_steps: int
+
+
+def _addition_task() -> DemoTask:
+    from rftkit.data.builtin import ADDITION_GRADER, addition_job, write_addition
+
+    return DemoTask("the addition task (show the work, then the sum)", lambda out, seed: write_addition(out, seed=seed),
+                    lambda files: ADDITION_GRADER, addition_job, "GRPO against the final-answer grader, no labels",
+                    answer_tokens=24, sft_steps=600, target_pass=0.25, rl_steps=300)
+
+
+def _sql_task() -> DemoTask:
+    from rftkit.data.sql_task import sql_grader, sql_job, write_sql_task
+
+    return DemoTask("NL->SQL over a shop database (questions from templates, held-out combinations)",
+                    lambda out, seed: write_sql_task(out, seed=seed), lambda files: sql_grader(files["database"]),
+                    sql_job, "GRPO against execution accuracy (sql_execution, F1 over rows as partial credit)",
+                    answer_tokens=SQL_ANSWER_TOKENS, sft_steps=SQL_SFT_STEPS, target_pass=SQL_TARGET_PASS,
+                    rl_steps=SQL_RL_STEPS)
+
+
+DEMO_TASKS: dict[str, Callable[[], DemoTask]] = {"addition": _addition_task, "sql": _sql_task}
+
+
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes data, models and the run."),
-    sft_steps: int = typer.Option(600, min=1, help="Most supervised warm-start steps (on 500 labelled rows)."),
-    target_pass: float = typer.Option(
-        0.25, min=0.0, max=1.0,
-        help="End the warm start once sampled pass@1 on 64 training prompts reaches this: a base with "
-             "real but imperfect skill, where reinforcement has the most to add."),
-    rl_steps: int = typer.Option(300, min=1, help="Reinforcement steps (32 prompts x 8 samples each)."),
+    task: str = typer.Option(
+        "addition", help="The built-in task: addition (multi-digit sums, shown column by column) or sql "
+        "(questions about a shop database, graded by running the query)."),
+    sft_steps: int | None = typer.Option(
+        None, min=1, help="Most supervised warm-start steps (default: addition 600, sql %d)." % SQL_SFT_STEPS),
+    target_pass: float | None = typer.Option(
+        None, min=0.0, max=1.0,
+        help="End the warm start once sampled pass@1 on 64 training prompts reaches this: a base with real but "
+             "imperfect skill, where reinforcement has the most to add (default: addition 0.25, sql %g)."
+             % SQL_TARGET_PASS),
+    rl_steps: int | None = typer.Option(
+        None, min=1, help="Reinforcement steps (default: addition 300, sql %d)." % SQL_RL_STEPS),
     seed: int = typer.Option(0, help="Seed for data, model and training."),
 ) -> None:
-    """Build a tiny model, warm-start it on a few labelled answers, then reinforce it on the
-    built-in addition task and show held-out pass@1 before and after."""
+    """Build a tiny model, warm-start it on a few labelled answers, then reinforce it on a
+    built-in task (addition, or NL->SQL) and show held-out pass@1 before and after."""
     import json
     import shutil
 
     from rftkit.config import parse_job
-    from rftkit.data.builtin import addition_job, write_addition
     from rftkit.data.validate import check_dataset
     from rftkit.models.load import save_policy, setup_cpu
     from rftkit.models.tiny import build_tiny, parameter_count
     from rftkit.train.rl_job import run_reinforcement_job
 
+    if task not in DEMO_TASKS:
+        raise RftkitError(f"--task {task}: no such demo task", fix=f"use one of: {', '.join(DEMO_TASKS)}")
+    spec = DEMO_TASKS[task]()
+    sft_steps, target_pass = sft_steps or spec.sft_steps, spec.target_pass if target_pass is None else target_pass
+    rl_steps = rl_steps or spec.rl_steps
     started = time.perf_counter()
     marker = out_dir / ".rftkit-demo"
     if out_dir.exists() and any(out_dir.iterdir()) and not marker.exists():
@@ -144,8 +193,8 @@ def demo(
     out_dir.mkdir(parents=True)
     marker.touch()
     setup_cpu()
-    files = write_addition(out_dir / "data", seed=seed)
-    out.print(f"[bold]1. data[/]: the addition task (show the work, then the sum) in {out_dir / 'data'}")
+    files = spec.write(out_dir / "data", seed)
+    out.print(f"[bold]1. data[/]: {spec.data} in {out_dir / 'data'}")
     for name, purpose in (("sft", "supervised"), ("train", "reinforcement"), ("valid", "reinforcement")):
         checked = check_dataset(files[name], purpose)
         if checked.errors:
@@ -155,14 +204,14 @@ def demo(
     out.print(f"[bold]2. model[/]: a tiny Llama, {parameter_count(model):,} parameters, byte-level tokenizer")
     out.print(f"[bold]3. warm start[/]: supervised fine-tuning on {files['sft'].name}, until the model "
               f"solves about {target_pass:.0%} of training prompts when sampling")
-    check = competence_check(model, tokenizer, files["train"], target_pass)
+    check = competence_check(model, tokenizer, files["train"], target_pass, grader_spec=spec.grader(files),
+                             answer_tokens=spec.answer_tokens)
     _, _, sft_seconds, taken = warm_start(model, tokenizer, files["sft"], None, steps=sft_steps, lr=3e-3,
                                           batch_size=32, seed=seed, should_stop=check)
     out.print(f"   stopped after {taken} steps ({sft_seconds:.0f} s)")
     save_policy(model, tokenizer, out_dir / "base")
-    out.print(f"[bold]4. reinforcement[/]: GRPO against the final-answer grader, no labels; the job is "
-              f"{out_dir / 'job.yaml'}")
-    body = addition_job(str((out_dir / "base").resolve()), (out_dir / "data").resolve(), steps=rl_steps, seed=seed)
+    out.print(f"[bold]4. reinforcement[/]: {spec.reinforce}; the job is {out_dir / 'job.yaml'}")
+    body = spec.job(str((out_dir / "base").resolve()), (out_dir / "data").resolve(), steps=rl_steps, seed=seed)
     (out_dir / "job.yaml").write_text(json.dumps(body, indent=2) + "\n")  # JSON is YAML
     summary = run_reinforcement_job(parse_job(body, str(out_dir / "job.yaml")), out_dir / "rft")
     print_rl_summary(summary)
@@ -170,9 +219,10 @@ def demo(
 
 
 def competence_check(model, tokenizer, train_file: Path, target: float, *, prompts: int = 64,
-                     every: int = 10, after: int = 150):
+                     every: int = 10, after: int = 150, grader_spec: dict | None = None, answer_tokens: int = 24):
     """`should_stop(step)` for the demo's warm start: every `every` steps past `after`, sample 4
-    answers to the first `prompts` training prompts (never the held-out ones) and stop once
+    answers (at most `answer_tokens` long) to the first `prompts` training prompts (never the
+    held-out ones), grade them with `grader_spec` (default: the addition task's) and stop once
     pass@1 reaches `target`."""
     from rftkit.data.builtin import ADDITION_GRADER
     from rftkit.data.validate import load_examples
@@ -182,13 +232,13 @@ def competence_check(model, tokenizer, train_file: Path, target: float, *, promp
     from rftkit.types import SamplingParams
 
     examples = load_examples(train_file, "reinforcement")[:prompts]
-    grader = build_grader(ADDITION_GRADER)
+    grader = build_grader(grader_spec or ADDITION_GRADER)
     engine = local_engine(model, tokenizer)
 
     def should_stop(step: int) -> bool:
         if step < after or step % every:
             return False
-        result = evaluate(engine, tokenizer, grader, examples, k=4, params=SamplingParams(24, 1.0),
+        result = evaluate(engine, tokenizer, grader, examples, k=4, params=SamplingParams(answer_tokens, 1.0),
                           batch_prompts=256, seed=step, greedy=False)
         model.train()
         return result.pass_at_1 >= target
