@@ -311,6 +311,30 @@ def baseline_verdict(result: EvalResult, rewards: dict, threshold: float, what: 
     return None
 
 
+def memorising_warning(spec: JobSpec, resolved, rows: int) -> list[str]:
+    """A warning when a few prompts are each seen many times: a policy can learn them by heart
+    (train reward up, held-out reward down), and the user should know how to guard against it.
+
+    >>> from rftkit.config import parse_job
+    >>> spec = parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement",
+    ...     "reinforcement": {"grader": {"type": "string_check", "input": "a", "reference": "a", "operation": "eq"}}}})
+    >>> from rftkit.resolved import resolve_reinforcement
+    >>> memorising_warning(spec, resolve_reinforcement(spec, 12, parameters=None), 12)[0][:60]
+    '12 training prompts, each sampled about 67 times over 100 st'
+    >>> memorising_warning(spec, resolve_reinforcement(spec, 800, parameters=None), 800)
+    []
+    """
+    passes = resolved.total_steps * resolved.batch_size / rows
+    if rows >= 50 or passes <= 10:
+        return []
+    guard = ("the best held-out checkpoint is exported" if spec.rftkit.checkpoints.export == "best" else
+             "set rftkit.checkpoints.export: best to keep the checkpoint with the best held-out reward")
+    held_out = "watch valid_reward_mean; " if spec.validation_file else "add a validation_file to see it; "
+    return [f"{rows} training prompts, each sampled about {passes:.0f} times over {resolved.total_steps} steps: a "
+            f"policy can learn so few by heart (train reward rises while held-out reward falls). {held_out}{guard}, "
+            "or train fewer steps (n_epochs, rftkit.max_steps) or closer to the base (rftkit.kl.coef)"]
+
+
 def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> int:
     """Steps until the plan is done or a stop is requested; returns how many ran."""
     trainer, resolved, opts = run.trainer, run.resolved, run.spec.rftkit
@@ -442,6 +466,7 @@ def _run(spec, out, *, resume, force, overwrite, base_dir, log, stop: StopReques
                 summary.baseline = run.baseline(force, run_log)
         else:
             run.write("job.json", spec.model_dump_json(indent=1))
+            run.note(memorising_warning(spec, run.resolved, len(run.train)), 0, run_log)
             summary.baseline = run.baseline(force, run_log)
         ran = _train_loop(run, run_log, stop)
         summary.steps = run.trainer.step_count
