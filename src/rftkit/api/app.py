@@ -45,6 +45,9 @@ class ServiceSettings(BaseModel):
                                                                "refused.")
     grader_hosts: tuple[str, ...] = Field((), description="Hosts (HOST, HOST:PORT) and networks (CIDR) that graders "
                                                           "over the API may reach besides public addresses.")
+    ray: str | None = Field(None, description="Where reinforcement jobs place rollout and grader actors: a Ray "
+                                              "cluster's address, or 'local' (each job starts a local Ray instance "
+                                              "unless $RAY_ADDRESS names one); None: in the job's own process.")
 
 
 @dataclass
@@ -69,7 +72,7 @@ def build_service(settings: ServiceSettings) -> Service:
     network = NetworkPolicy.parse(settings.grader_hosts)
     store = Store(open_engine(database_url(data_dir, settings.db)))
     supervisor = Supervisor(store, data_dir, workers=settings.workers, poll=settings.poll_seconds,
-                            grader_network=network)
+                            grader_network=network, ray=settings.ray)
     return Service(settings, store, supervisor, ServingClient(), grader_network=network)
 
 

@@ -58,6 +58,11 @@ def serve(
     max_upload_bytes: int = typer.Option(512 * 2**20, min=1, envvar="RFTKIT_MAX_UPLOAD_BYTES",
                                          help="Largest uploaded file; a larger upload answers 413 as soon as "
                                               "its body passes the limit."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Run reinforcement jobs' rollouts and grading as Ray actors (docs/scale.md): on the cluster at ADDRESS "
+             "(HOST:PORT of its head, ray://HOST:PORT, or auto), or 'local': each job starts a local Ray instance "
+             "unless $RAY_ADDRESS names a cluster. Needs the `ray` extra of rftkit; supervised jobs are unchanged."),
 ) -> None:
     """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
     import uvicorn
@@ -70,7 +75,7 @@ def serve(
                                grader_dirs=tuple(d.resolve() for d in grader_dir),
                                environment_dirs=tuple(d.resolve() for d in environment_dir),
                                grader_hosts=tuple(allow_grader_host),
-                               max_upload_bytes=max_upload_bytes)
+                               max_upload_bytes=max_upload_bytes, ray=ray)
     app = create_app(settings)
     engine = app.state.service.store.engine
     if not any_keys(engine) and not os.environ.get(ENV_KEY):
@@ -80,6 +85,8 @@ def serve(
     else:
         out.print(f"dashboard: http://{host}:{port}/ (enter an API key; `rftkit keys create` makes one)")
     out.print(f"OpenAI base_url: http://{host}:{port}/v1 · data in {escape(str(settings.data_dir))}")
+    if ray:
+        out.print(f"reinforcement jobs place rollouts and grading on Ray ({escape(ray)})")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 

@@ -41,6 +41,20 @@ PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
 ORPHAN_WAIT_S = 120.0
 
 
+def ray_arguments(ray: str | None, method: str | None) -> list[str]:
+    """The `rftkit train` flags that put a job's rollouts and grading on Ray (`rftkit serve --ray`);
+    supervised jobs have neither, so they train as before.
+
+    >>> ray_arguments("10.0.0.5:6379", "reinforcement"), ray_arguments("local", "reinforcement")
+    (['--ray-address', '10.0.0.5:6379'], ['--ray'])
+    >>> ray_arguments("10.0.0.5:6379", "supervised"), ray_arguments(None, "reinforcement")
+    ([], [])
+    """
+    if ray is None or method != "reinforcement":
+        return []
+    return ["--ray"] if ray == "local" else ["--ray-address", ray]
+
+
 @dataclass
 class Child:
     job_id: str
@@ -78,8 +92,10 @@ def last_error(log_path: Path) -> str:
 
 class Supervisor:
     def __init__(self, store: Store, data_dir: Path, workers: int = 1, poll: float = 0.5,
-                 python: str = sys.executable, grader_network: NetworkPolicy = NetworkPolicy()):
+                 python: str = sys.executable, grader_network: NetworkPolicy = NetworkPolicy(),
+                 ray: str | None = None):
         self.store, self.data_dir, self.workers, self.poll, self.python = store, data_dir, workers, poll, python
+        self.ray = ray  # `rftkit serve --ray`: a cluster address, "local", or None (docs/scale.md)
         self.grader_network = grader_network  # handed to each trainer in its environment (graders/network.py)
         self.children: dict[str, Child] = {}
         self._stop = threading.Event()
@@ -256,6 +272,7 @@ class Supervisor:
                          attempts=job["attempts"] + 1):
             return
         command = [self.python, "-m", "rftkit.cli", "train", str(run_dir.parent / "job.yaml"), "--out", str(run_dir)]
+        command += ray_arguments(self.ray, (job["spec"].get("method") or {}).get("type"))
         log = (run_dir.parent / "worker.log").open("a", encoding="utf-8")
         process = subprocess.Popen(command + (["--resume"] if step is not None else []), stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

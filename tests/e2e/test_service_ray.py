@@ -1,0 +1,55 @@
+"""`rftkit serve --ray`: the service's reinforcement jobs place rollouts and grading on Ray.
+
+With `--ray local`, a job started over the API trains on a real local Ray instance (its worker
+log says so) and succeeds; with an address nothing answers at, the job fails with the
+one-line error of `rftkit train --ray-address`, as its error, not a hang.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import openai
+import pytest
+
+from service_helpers import Server, create_key, reinforcement_method, rftkit_block, wait_for, write_rl_files
+
+
+def served(tmp_path, tiny_dir, ray: str):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
+    key = create_key(data_dir)
+    server = Server(data_dir, args=("--ray", ray), env={"RAY_ADDRESS": ""}).start()
+    return server, openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+
+
+def finished_job(client, tmp_path, steps: int):
+    train, _ = write_rl_files(tmp_path / "files")
+    training = client.files.create(file=train.open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training.id, method=reinforcement_method(),
+                                         extra_body={"rftkit": rftkit_block(steps, eval={"k": 4, "baseline": False})})
+    return wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+                    timeout=300, what="the job to finish")
+
+
+def test_a_served_job_trains_on_a_local_ray_instance(tmp_path, tiny_dir):
+    pytest.importorskip("ray")
+    server, client = served(tmp_path, tiny_dir, "local")
+    try:
+        job = finished_job(client, tmp_path, steps=2)
+        assert job.status == "succeeded", job.error
+        log = next((tmp_path / "data" / "jobs").glob("*/worker.log")).read_text()
+        assert "on Ray: 2 rollout and 1 grader actors" in log
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_cluster_fails_the_job_with_one_line(tmp_path, tiny_dir):
+    server, client = served(tmp_path, tiny_dir, "127.0.0.1:1")
+    try:
+        job = finished_job(client, tmp_path, steps=1)
+        assert job.status == "failed"
+        message = job.error.message
+        assert "cannot reach the Ray cluster at 127.0.0.1:1" in message or "pip install 'rftkit[ray]'" in message
+    finally:
+        server.stop()
