@@ -329,7 +329,7 @@ def memorising_warning(spec: JobSpec, resolved, rows: int) -> list[str]:
         return []
     guard = ("the best held-out checkpoint is exported" if spec.rftkit.checkpoints.export == "best" else
              "set rftkit.checkpoints.export: best to keep the checkpoint with the best held-out reward")
-    held_out = "watch valid_reward_mean; " if spec.validation_file else "add a validation_file to see it; "
+    held_out = "Watch valid_reward_mean; " if spec.validation_file else "Add a validation_file to see it; "
     return [f"{rows} training prompts, each sampled about {passes:.0f} times over {resolved.total_steps} steps: a "
             f"policy can learn so few by heart (train reward rises while held-out reward falls). {held_out}{guard}, "
             "or train fewer steps (n_epochs, rftkit.max_steps) or closer to the base (rftkit.kl.coef)"]
