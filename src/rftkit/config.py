@@ -443,8 +443,7 @@ class RftkitOptions(_Section):
     learning_rate: AutoFloat = Field(
         "auto", description="Base learning rate; the effective rate is this x learning_rate_multiplier. auto: "
         "from the model's parameter count N, LoRA or not, and the method (docs/auto.md): reinforcement 3e-5 x "
-        "(1.1M / N)^0.45 within [1e-6, 3e-5], supervised 3e-3 x (1.1M / N)^0.8 within [1e-5, 3e-3]; x10 under "
-        "LoRA, at most 1e-2."
+        "(1.1M / N)^0.45 within [1e-6, 3e-5], supervised 10x that within [1e-5, 3e-4]; x10 under LoRA."
     )
     auto_steps: int = Field(
         100, ge=1, description='Steps an "auto" n_epochs aims for on small datasets.'

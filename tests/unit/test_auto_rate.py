@@ -52,15 +52,15 @@ def test_the_reinforcement_rate_falls_with_size_and_rises_for_lora(models, size,
         assert ("x10 for a LoRA adapter" in resolved.reasons["learning_rate"]) == enabled
 
 
-def test_supervised_steps_have_their_own_curve(models):
+def test_supervised_steps_take_ten_times_the_rate(models):
     tiny = parameter_count_of(models["tiny"])
     resolved = resolve_supervised(parse_job(job(models["tiny"], lora=False, method="supervised")), 40, parameters=tiny)
-    assert resolved.learning_rate == pytest.approx(3e-3)  # the demo's warm-start rate
+    assert resolved.learning_rate == pytest.approx(3e-4)  # 1e-3 and 3e-3 broke a warm-started tiny model
     lora = resolve_supervised(parse_job(job(models["tiny"], lora=True, method="supervised")), 40, parameters=tiny)
-    assert lora.learning_rate == 1e-2 and "capped" in lora.reasons["learning_rate"]
+    assert lora.learning_rate == pytest.approx(3e-3)
     half_b = parameter_count_of(models["0.5B"])
     full = resolve_supervised(parse_job(job(models["0.5B"], lora=False, method="supervised")), 40, parameters=half_b)
-    assert full.learning_rate == pytest.approx(2.3e-5)  # SFT recipes for 0.5B models: 1e-5 to 2e-5
+    assert full.learning_rate == pytest.approx(1.9e-5)  # SFT recipes for 0.5B models: 1e-5 to 2e-5
 
 
 def test_floor_unknown_size_and_explicit_values():
