@@ -15,7 +15,7 @@ def test_the_sql_demo_raises_held_out_execution_accuracy(tmp_path):
     out = tmp_path / "demo"
     result = run_cli("demo", "--task", "sql", "--out", str(out), "--rl-steps", "40", cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    text = result.stdout
+    text = result.stderr + result.stdout  # the demo's stages and result go to stderr (rftkit.cli.common.out)
     for stage in ("1. data", "2. model", "3. warm start", "4. reinforcement", "held-out evaluation"):
         assert stage in text, text[-3000:]
     assert re.search(r"result: held-out pass@1 [\d.]+% -> [\d.]+% \([+-][\d.]+ points\)", text), text[-2000:]
