@@ -117,16 +117,20 @@ def write_addition(
     }
 
 
-def addition_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
-    """The demo's reinforcement job (OpenAI's job body plus the rftkit block)."""
+def demo_job(model: str, data: Path, grader: dict, *, steps: int, seed: int, train_rows: int, validations: int,
+             warmup_steps: int, max_prompt_tokens: int, max_completion_tokens: int) -> dict:
+    """A demo's reinforcement job on DATA/train.jsonl and valid.jsonl (OpenAI's job body plus the
+    rftkit block): 32 prompts x 8 samples a step, enough passes over `train_rows` for `steps`,
+    about `validations` validation passes."""
     return {
         "model": model,
         "training_file": str(data / "train.jsonl"),
         "validation_file": str(data / "valid.jsonl"),
         "seed": seed,
         "method": {"type": "reinforcement", "reinforcement": {
-            "grader": ADDITION_GRADER,
-            "hyperparameters": {"batch_size": 32, "n_epochs": -(-steps * 32 // 1000), "eval_interval": max(1, steps // 10)},
+            "grader": grader,
+            "hyperparameters": {"batch_size": 32, "n_epochs": -(-steps * 32 // train_rows),
+                                "eval_interval": max(1, steps // validations)},
         }},
         "rftkit": {
             "algorithm": "grpo",
@@ -135,9 +139,15 @@ def addition_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
             "max_steps": steps,
             # four optimizer steps per sampled batch: more learning per (costly) generation
             "update": {"mini_batches": 4},
-            "optimizer": {"warmup_steps": 10},
-            "lengths": {"max_prompt_tokens": 32, "max_completion_tokens": 24},
+            "optimizer": {"warmup_steps": warmup_steps},
+            "lengths": {"max_prompt_tokens": max_prompt_tokens, "max_completion_tokens": max_completion_tokens},
             "eval": {"k": 8},
             "checkpoints": {"keep_last": 1, "keep_best": 0},
         },
     }
+
+
+def addition_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
+    """The addition demo's reinforcement job."""
+    return demo_job(model, data, ADDITION_GRADER, steps=steps, seed=seed, train_rows=1000, validations=10,
+                    warmup_steps=10, max_prompt_tokens=32, max_completion_tokens=24)

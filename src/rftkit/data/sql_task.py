@@ -27,7 +27,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from rftkit.data.builtin import write_jsonl
+from rftkit.data.builtin import demo_job, write_jsonl
 
 CITIES = ["Paris", "Lyon", "Berlin", "Madrid", "Rome", "Oslo", "Lisbon", "Vienna", "Prague", "Dublin"]
 CATEGORIES = ["books", "games", "garden", "kitchen", "music", "toys"]
@@ -257,24 +257,5 @@ SQL_RL_STEPS = 120
 
 def sql_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
     """The demo's reinforcement job on the files `write_sql_task` wrote into `data`."""
-    return {
-        "model": model,
-        "training_file": str(data / "train.jsonl"),
-        "validation_file": str(data / "valid.jsonl"),
-        "seed": seed,
-        "method": {"type": "reinforcement", "reinforcement": {
-            "grader": sql_grader(data / "shop.sqlite"),
-            "hyperparameters": {"batch_size": 32, "n_epochs": -(-steps * 32 // 768), "eval_interval": max(1, steps // 2)},
-        }},
-        "rftkit": {
-            "algorithm": "grpo",
-            "group_size": 8,
-            "learning_rate": 1e-4,
-            "max_steps": steps,
-            "update": {"mini_batches": 4},
-            "optimizer": {"warmup_steps": 5},
-            "lengths": {"max_prompt_tokens": 64, "max_completion_tokens": SQL_ANSWER_TOKENS},
-            "eval": {"k": 8},
-            "checkpoints": {"keep_last": 1, "keep_best": 0},
-        },
-    }
+    return demo_job(model, data, sql_grader(data / "shop.sqlite"), steps=steps, seed=seed, train_rows=768,
+                    validations=2, warmup_steps=5, max_prompt_tokens=64, max_completion_tokens=SQL_ANSWER_TOKENS)
