@@ -22,14 +22,13 @@ import json
 import re
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from rftkit.cli.model import warm_start
-from rftkit.cli.train import competence_check
+from rftkit.cli.train import DEMO_TASKS, DemoTask, competence_check
 from rftkit.config import parse_job
-from rftkit.data.builtin import ADDITION_GRADER, addition_job, addition_row, write_addition, write_jsonl
+from rftkit.data.builtin import addition_row, write_jsonl
 from rftkit.data.validate import load_examples
 from rftkit.eval.passk import evaluate
 from rftkit.graders import build_grader
@@ -44,46 +43,20 @@ SIZES = (12, 50, 200, 1000)
 DOZEN = 12
 
 
-@dataclass(frozen=True)
-class Task:
-    write: Callable[[Path, int], dict]  # (folder, seed) -> files: train, valid, sft
-    grader: Callable[[dict], dict]  # files -> grader spec
-    job: Callable[[str, Path, int, int], dict]  # (model, data folder, steps, seed) -> the RL job
-    labelled: Callable[[dict], dict]  # a training row -> the same prompt with its answer as the last turn
-    answer_tokens: int
-    sft_steps: int
-    target_pass: float
-
-
 def _addition_label(row: dict) -> dict:
     a, b = map(int, re.fullmatch(r"(\d+)\+(\d+)=", row["messages"][-1]["content"]).groups())
     return addition_row(a, b, with_answer_turn=True)
 
 
-def _sql_task() -> Task:
-    from rftkit.data.sql_task import SQL_ANSWER_TOKENS, SQL_SFT_STEPS, SQL_TARGET_PASS, sql_grader, sql_job
-    from rftkit.data.sql_task import write_sql_task
-
-    def label(row: dict) -> dict:
-        return {**row, "messages": row["messages"] + [{"role": "assistant", "content": row["reference_sql"]}]}
-
-    return Task(write=lambda folder, seed: write_sql_task(folder, seed=seed),
-                grader=lambda files: sql_grader(files["database"]),
-                job=lambda model, data, steps, seed: sql_job(model, data, steps=steps, seed=seed),
-                labelled=label, answer_tokens=SQL_ANSWER_TOKENS, sft_steps=SQL_SFT_STEPS,
-                target_pass=SQL_TARGET_PASS)
+def _sql_label(row: dict) -> dict:
+    return {**row, "messages": row["messages"] + [{"role": "assistant", "content": row["reference_sql"]}]}
 
 
-TASKS: dict[str, Callable[[], Task]] = {
-    "addition": lambda: Task(write=lambda folder, seed: write_addition(folder, seed=seed),
-                             grader=lambda files: ADDITION_GRADER,
-                             job=lambda model, data, steps, seed: addition_job(model, data, steps=steps, seed=seed),
-                             labelled=_addition_label, answer_tokens=24, sft_steps=600, target_pass=0.25),
-    "sql": _sql_task,
-}
+# the demo's tasks (rftkit demo --task), and how each labels a training prompt with its answer
+LABELS: dict[str, Callable[[dict], dict]] = {"addition": _addition_label, "sql": _sql_label}
 
 
-def held_out_pass(model_dir: Path, task: Task, files: dict, seed: int) -> float:
+def held_out_pass(model_dir: Path, task: DemoTask, files: dict, seed: int) -> float:
     """pass@1 over k=8 samples on every held-out prompt: the one measure of every condition."""
     model, tokenizer = load_policy(str(model_dir), "cpu")
     examples = load_examples(files["valid"], "reinforcement")
@@ -92,11 +65,11 @@ def held_out_pass(model_dir: Path, task: Task, files: dict, seed: int) -> float:
     return result.pass_at_1
 
 
-def reinforce(task: Task, base: Path, files: dict, rows: list[dict], out: Path, *, steps: int, seed: int) -> Path:
+def reinforce(task: DemoTask, base: Path, files: dict, rows: list[dict], out: Path, *, steps: int, seed: int) -> Path:
     """RL from `base` on `rows` alone (no validation file: nothing held out is seen in training)."""
     data = out / "data"
     write_jsonl(data / "train.jsonl", rows)
-    body = task.job(str(base), files["train"].parent, steps, seed)
+    body = task.job(str(base), files["train"].parent, steps=steps, seed=seed)
     body["training_file"] = str(data / "train.jsonl")
     body.pop("validation_file", None)
     body["method"]["reinforcement"]["hyperparameters"].pop("n_epochs", None)
@@ -117,7 +90,7 @@ def supervise(base: Path, rows: list[dict], out: Path, *, seed: int, gentle: boo
     return out / "run" / "model"
 
 
-def one_seed(name: str, task: Task, out: Path, seed: int, steps: int, sizes: tuple[int, ...] = SIZES) -> dict:
+def one_seed(name: str, task: DemoTask, out: Path, seed: int, steps: int, sizes: tuple[int, ...] = SIZES) -> dict:
     folder = out / f"{name}-{seed}"
     files = task.write(folder / "data", seed)
     setup_cpu()
@@ -139,7 +112,7 @@ def one_seed(name: str, task: Task, out: Path, seed: int, steps: int, sizes: tup
     return result | supervised_conditions(name, task, out, seed, steps)
 
 
-def supervised_conditions(name: str, task: Task, out: Path, seed: int, steps: int) -> dict:
+def supervised_conditions(name: str, task: DemoTask, out: Path, seed: int, steps: int) -> dict:
     """SFT on the dozen (auto, and gentle), and each followed by RL on the same dozen prompts,
     from the seed's saved warm start."""
     folder = out / f"{name}-{seed}"
@@ -148,7 +121,7 @@ def supervised_conditions(name: str, task: Task, out: Path, seed: int, steps: in
     base = folder / "base"
     train = [json.loads(line) for line in files["train"].read_text().splitlines()]
     result = {}
-    dozen = [task.labelled(row) for row in train[:DOZEN]]
+    dozen = [LABELS[name](row) for row in train[:DOZEN]]
     sft_dir = supervise(base, dozen, folder / "sft-12", seed=seed)
     result["sft_12"] = held_out_pass(sft_dir, task, files, seed)
     print(f"  SFT on the 12, labelled: {result['sft_12']:.1%}", flush=True)
@@ -242,7 +215,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=list(TASKS), default="addition")
+    parser.add_argument("--task", choices=list(LABELS), default="addition")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=60, help="RL steps of every RL condition.")
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="Training prompts of the RL runs.")
@@ -252,7 +225,7 @@ def main() -> None:
                         help="Rerun only the SFT conditions of OUT/<task>.json's seeds, from their saved warm starts.")
     args = parser.parse_args()
     if args.redo_supervised:
-        task = TASKS[args.task]()
+        task = DEMO_TASKS[args.task]()
         saved = json.loads((args.out / f"{args.task}.json").read_text())
         results = [r | supervised_conditions(args.task, task, args.out, r["seed"], r["steps"]) for r in saved]
         (args.out / f"{args.task}.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -263,7 +236,7 @@ def main() -> None:
         print(table(results))
         return
     started = time.perf_counter()
-    task = TASKS[args.task]()
+    task = DEMO_TASKS[args.task]()
     results = [one_seed(args.task, task, args.out, seed, args.steps, tuple(args.sizes)) for seed in args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.task}.json").write_text(json.dumps(results, indent=1) + "\n")
