@@ -49,7 +49,7 @@ class Settings:
     snapshot_every: int = 10
     seed: int = 0
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    nproc: int = 1  # rftkit's data-parallel ranks (the threads are shared out among them); TRL: 1
+    nproc: int = 1  # data-parallel processes: rftkit's ranks, or TRL's under accelerate launch (threads shared out)
     max_staleness: int = 0  # rftkit's asynchronous rollouts (1: one step off-policy); TRL: 0
 
     @property

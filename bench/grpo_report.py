@@ -31,22 +31,45 @@ def fmt(value, pattern: str) -> str:
     return "not reached" if value is None else pattern.format(value)
 
 
+def sides(cell: dict) -> list[str]:
+    return cell.get("sides", ["rftkit", "trl"])  # results.json from before the sides were listed
+
+
 def ours(cell: dict) -> list[str]:
     """The cell's rftkit sides: one process, and data-parallel ranks where they were timed."""
-    return [s for s in cell.get("sides", ["rftkit", "trl"]) if s != "trl"]
+    return [s for s in sides(cell) if s.startswith("rftkit")]
+
+
+def peers(cell: dict) -> list[str]:
+    """The cell's TRL sides: one process, and under `accelerate launch` where that was timed."""
+    return [s for s in sides(cell) if s.startswith("trl")]
 
 
 def side_name(side: str) -> str:
-    """>>> side_name("rftkit-nproc2")
-    'rftkit --nproc 2'
+    """A side's name in the tables.
+
+    >>> [side_name(s) for s in ("rftkit", "rftkit-nproc2", "rftkit-async", "trl", "trl-nproc2")]
+    ['rftkit', 'rftkit --nproc 2', 'rftkit async', 'TRL', 'TRL --nproc 2']
     """
-    return side.replace("-nproc", " --nproc ").replace("-async", " async") if side != "trl" else "TRL"
+    return side.replace("trl", "TRL").replace("-nproc", " --nproc ").replace("-async", " async")
 
 
 def rows(cell: dict) -> list[tuple[str, ...]]:
-    """(figure, each rftkit side's value, TRL's, each rftkit side's ratio to TRL) per figure."""
-    return [(label, *(fmt(cell[s][key], pattern) for s in ours(cell)), fmt(cell["trl"][key], pattern),
+    """(figure, each rftkit side's value, each TRL side's, each rftkit side's ratio to TRL at one
+    process) per figure."""
+    return [(label, *(fmt(cell[s][key], pattern) for s in ours(cell) + peers(cell)),
              *(ratio(cell, key, s) for s in ours(cell))) for key, label, pattern, _ in FIGURES]
+
+
+def scaling_lines(cell: dict) -> list[str]:
+    """What a second process buys each trainer, and each at its best against the other."""
+    lines = [f"{name} at 2 processes over 1 on the same cores: {cell[key]:.2f}x completions/s"
+             for key, name in (("scaling", "rftkit"), ("trl_scaling", "TRL")) if key in cell]
+    if len(sides(cell)) > 2 and "best" in cell:
+        best = cell["best"]
+        lines.append(f"each at its best, {side_name(best['rftkit'])} over {side_name(best['trl'])}: "
+                     f"{best['ratio']:.2f}x completions/s")
+    return lines
 
 
 def curve_text(curve: list[dict]) -> str:
@@ -56,13 +79,14 @@ def curve_text(curve: list[dict]) -> str:
 def print_cell(cell: dict, log) -> None:
     log(f"{cell['label']} ({cell['params']:,} parameters, threshold {cell['threshold']}):")
     names = [side_name(s) for s in ours(cell)]
-    header = [*names, "trl", *(f"{n}/trl" if len(names) > 1 else "ratio" for n in names)]
+    header = [*names, *(side_name(s).lower() for s in peers(cell)),
+              *(f"{n}/trl" if len(names) > 1 else "ratio" for n in names)]
     log(f"  {'':48} " + " ".join(f"{h:>16}" for h in header))
     for label, *values in rows(cell):
         log(f"  {label:48} " + " ".join(f"{v:>16}" for v in values))
-    if "scaling" in cell:
-        log(f"  2 ranks over 1 process on the same cores: {cell['scaling']:.2f}x completions/s")
-    for side in cell.get("sides", ["rftkit", "trl"]):
+    for line in scaling_lines(cell):
+        log(f"  {line}")
+    for side in sides(cell):
         log(f"  held-out reward vs training seconds, {side} (repeat 1): {curve_text(cell[side]['held_out_curves'][0])}")
 
 
@@ -81,6 +105,11 @@ def markdown(report: dict) -> str:
         "step's batch, prompt included, on both sides. rftkit computes a group's prompt once and skips "
         "rows whose advantages are all zero, so its figure is an effective rate and can pass 100%.",
         "",
+        *(["TRL --nproc 2 is TRL's GRPOTrainer in 2 data-parallel CPU processes (gloo) started by "
+           "`accelerate launch --multi_gpu --num_processes 2` with `use_cpu` (accelerate's `--cpu` starts "
+           "one process without MPI), each with half the threads and half of the same global batch; "
+           "the ratio columns are against TRL at one process.", ""]
+          if any("trl-nproc2" in sides(c) for c in report["cells"]) else []),
     ]
     for cell in report["cells"]:
         s = cell["settings"]
@@ -90,15 +119,14 @@ def markdown(report: dict) -> str:
             f"max {s['max_completion_tokens']} completion tokens; held-out threshold {cell['threshold']} "
             f"(reached in {cell['rftkit']['reached']} of the rftkit runs, {cell['trl']['reached']} of TRL's)",
             "",
-            "| | " + " | ".join([*map(side_name, ours(cell)), "TRL", *(f"{side_name(s)}/TRL" for s in ours(cell))]) + " |",
-            "|---|" + "---:|" * (2 * len(ours(cell)) + 1),
+            "| | " + " | ".join([*map(side_name, ours(cell) + peers(cell)),
+                                 *(f"{side_name(s)}/TRL" for s in ours(cell))]) + " |",
+            "|---|" + "---:|" * (2 * len(ours(cell)) + len(peers(cell))),
             *["| " + " | ".join(row) + " |" for row in rows(cell)],
             "",
-            *([f"Two data-parallel ranks over one process on the same cores: {cell['scaling']:.2f}x completions/s.", ""]
-              if "scaling" in cell else []),
+            *(["; ".join(scaling_lines(cell)) + ".", ""] if scaling_lines(cell) else []),
             "Held-out reward against training seconds (repeat 1): " + "; ".join(
-                f"{side_name(s)} {curve_text(cell[s]['held_out_curves'][0])}" for s in cell.get("sides", ["rftkit", "trl"]))
-            + ".",
+                f"{side_name(s)} {curve_text(cell[s]['held_out_curves'][0])}" for s in sides(cell)) + ".",
             "",
         ]
     return "\n".join(lines)

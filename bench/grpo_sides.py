@@ -4,7 +4,10 @@
 
 Trains for `settings.steps` steps and writes DIR/result.json: one record per step (wall
 seconds, generation and reward seconds, completions, generated and trained tokens),
-weight snapshots with the training clock at each, and the process's peak RSS.
+weight snapshots with the training clock at each, and the peak RSS. With `settings.nproc`
+data-parallel processes (rftkit's ranks, or TRL under `accelerate launch`) the process of
+rank 0 keeps the clock, the snapshots and the record; the counts are of all ranks' batches
+and the peak RSS is the sum over the ranks.
 
 Both sides train the same saved weights on the same prompts with the same reward, with
 matched settings: GRPO group-normalised advantages, PPO clip with epsilon on both sides,
@@ -106,11 +109,19 @@ def addition_reward_trl(prompts, completions, answer, **_):
 
 
 def trl_config(settings: Settings, out: Path):
+    """TRL's config for these settings. Under `settings.nproc` processes each generates and trains
+    its share of the step's batch: the global batch (TRL's generation batch, per process x
+    processes) stays `completions_per_step`, whole groups, one optimizer step per generation."""
     from trl import GRPOConfig
 
+    # TRL checks that its generation batch (here the global batch) is whole groups of num_generations;
+    # the global batch is unchanged only if it splits evenly over the processes
+    if settings.completions_per_step % settings.nproc:
+        raise ValueError(f"{settings.completions_per_step} completions per step do not split over "
+                         f"{settings.nproc} processes")
     return GRPOConfig(
         output_dir=str(out / "trl"), use_cpu=True, bf16=False, fp16=False, seed=settings.seed,
-        max_steps=settings.steps, per_device_train_batch_size=settings.completions_per_step,
+        max_steps=settings.steps, per_device_train_batch_size=settings.completions_per_step // settings.nproc,
         gradient_accumulation_steps=1, num_generations=settings.group_size,
         max_completion_length=settings.max_completion_tokens, temperature=1.0, top_p=1.0, top_k=0,
         learning_rate=settings.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
@@ -118,10 +129,16 @@ def trl_config(settings: Settings, out: Path):
         loss_type="dapo", scale_rewards="group", num_iterations=1, gradient_checkpointing=False,
         save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=True, dataloader_num_workers=0,
         log_completions=False,
+        # every trainable parameter takes part in the loss; TRL's default (True) would make DDP walk the
+        # autograd graph each step looking for unused ones
+        ddp_find_unused_parameters=False,
     )
 
 
 def run_trl(settings: Settings, prepared: dict, out: Path) -> dict:
+    """TRL's GRPOTrainer, in one process or in each of the processes `accelerate launch` starts."""
+    import torch
+    from accelerate.utils import gather_object
     from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import GRPOTrainer
@@ -143,7 +160,7 @@ def run_trl(settings: Settings, prepared: dict, out: Path) -> dict:
         def _calculate_rewards(self, *args, **kwargs):
             begin = time.perf_counter()
             try:
-                rewards = super()._calculate_rewards(*args, **kwargs)
+                rewards = super()._calculate_rewards(*args, **kwargs)  # gathered: every process's rows
                 self.timers["rewards"].append(float(rewards.sum(-1).mean()))
                 return rewards
             finally:
@@ -151,9 +168,13 @@ def run_trl(settings: Settings, prepared: dict, out: Path) -> dict:
 
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
-            self.timers["generated"] += int(output["completion_mask"].sum())
-            self.timers["trained"] += int(output["completion_mask"].sum() + output["prompt_mask"].sum())
-            self.timers["completions"] += int(output["completion_ids"].shape[0])
+            # this process's share of the batch, summed over the processes: the step's global counts
+            counts = torch.tensor([output["completion_ids"].shape[0], int(output["completion_mask"].sum()),
+                                   int(output["prompt_mask"].sum())], device=output["completion_ids"].device)
+            completions, generated, prompt_tokens = self.accelerator.reduce(counts, reduction="sum").tolist()
+            self.timers["generated"] += generated
+            self.timers["trained"] += generated + prompt_tokens
+            self.timers["completions"] += completions
             return output
 
     model, tokenizer = load_policy(prepared["model"], "cpu")
@@ -164,25 +185,33 @@ def run_trl(settings: Settings, prepared: dict, out: Path) -> dict:
     clock, steps = SnapshotClock(out, settings.snapshot_every), []
 
     class Recorder(TrainerCallback):
+        """Steps and snapshots, on the main process only."""
+
         def on_train_begin(self, args, state, control, **kw):
-            clock.maybe_snapshot(0, trainer.model)
+            if state.is_world_process_zero:
+                clock.maybe_snapshot(0, trainer.model)
             self.last = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             now = time.perf_counter()
             t = trainer.timers
-            steps.append({"seconds": now - self.last, "gen": t["gen"], "reward": t["reward"],
-                          "completions": t["completions"], "generated_tokens": t["generated"],
-                          "trained_tokens": t["trained"], "reward_mean": t["rewards"][-1] if t["rewards"] else None})
+            if state.is_world_process_zero:
+                steps.append({"seconds": now - self.last, "gen": t["gen"], "reward": t["reward"],
+                              "completions": t["completions"], "generated_tokens": t["generated"],
+                              "trained_tokens": t["trained"],
+                              "reward_mean": t["rewards"][-1] if t["rewards"] else None})
+                clock.maybe_snapshot(state.global_step, trainer.model)
             t.update(gen=0.0, reward=0.0, generated=0, trained=0, completions=0)
-            clock.maybe_snapshot(state.global_step, trainer.model)
             self.last = time.perf_counter()
 
     trainer = TimedGRPOTrainer(model=model, reward_funcs=addition_reward_trl, args=trl_config(settings, out),
                                train_dataset=trl_dataset(prepared), processing_class=tokenizer,
                                peft_config=peft_config, callbacks=[Recorder()])
     trainer.train()
-    return {"steps": steps, "snapshots": clock.snapshots}
+    rss = gather_object([peak_rss_mb()])  # the job's memory: every process's
+    rank = trainer.accelerator.process_index
+    trainer.accelerator.end_training()
+    return {"steps": steps, "snapshots": clock.snapshots, "rank": rank, "peak_rss_mb": sum(rss)}
 
 
 def main() -> None:

@@ -2,18 +2,22 @@
 
     rftkit bench --quick                    # S preset, full fine-tuning, beta 0: a few minutes
     rftkit bench --presets S,M --variants all --repeats 3 --write BENCHMARKS.md
-    rftkit bench --nproc 1,2 --async        # also rftkit as 2 data-parallel ranks, and asynchronous
+    rftkit bench --nproc 1,2 --async        # also both at 2 data-parallel processes; rftkit asynchronous
 
 (or `python bench/grpo_vs_trl.py ...` with the same options). For each cell (preset x full/LoRA
 x beta) both trainers run from the same saved weights, prompts, reward and settings, each in
 its own fresh process, alternating which goes first over the repeats. First an equivalence
 check: on one fixed batch both must compute the same loss and gradient norm (within 1e-4).
+With `--nproc 1,2` each trainer is also timed as 2 data-parallel processes on the same cores
+(rftkit's ranks as `rftkit train --nproc 2` starts them; TRL under `accelerate launch
+--num_processes 2`), the threads shared out and the global batch unchanged, so that each is
+also seen at its best on this machine, not only at its default.
 
 Reported per cell, each with the rftkit/TRL ratio: seconds per step (median, p90; the first
 step of each run is warm-up and left out), completions/s, generation tokens/s, training
 tokens/s, peak RSS, held-out reward against training wall-clock and the time to reach a fixed
 threshold, and training FLOP utilisation against the measured fp32 matmul peak. The last line
-is `throughput ratio rftkit/trl: X.XX` (completions/s of the first cell).
+is `throughput ratio rftkit/trl: X.XX` (completions/s of the first cell, one process each).
 """
 
 from __future__ import annotations
@@ -38,38 +42,62 @@ from grpo_common import Settings, held_out_curve, learning_rate, matmul_gflops, 
 # and both sides end 40 steps near 0.40-0.42, so 0.40 is reached within a quick run.
 THRESHOLDS = {"S": 0.40, "M": 0.45}
 VARIANTS = {"full": (False, 0.0), "full-kl": (False, 0.04), "lora": (True, 0.0), "lora-kl": (True, 0.04)}
-# side name: (the program grpo_sides.py runs, rftkit's data-parallel ranks, its max_staleness)
+# side name: (the program grpo_sides.py runs, its data-parallel processes, rftkit's max_staleness)
 SIDES = {"rftkit": ("rftkit", 1, 0), "rftkit-nproc2": ("rftkit", 2, 0), "rftkit-async": ("rftkit", 1, 1),
-         "trl": ("trl", 1, 0)}
+         "trl": ("trl", 1, 0), "trl-nproc2": ("trl", 2, 0)}
 
 
 def sides_of(nprocs: list[int], asynchronous: bool = False) -> list[str]:
-    """The sides of each cell: rftkit at each --nproc asked for (and asynchronous), then TRL."""
-    return ([("rftkit" if n == 1 else f"rftkit-nproc{n}") for n in nprocs] + (["rftkit-async"] if asynchronous else [])
-            + ["trl"])
+    """The sides of each cell: rftkit at each --nproc asked for (and asynchronous), then TRL at each.
+
+    >>> sides_of([1, 2], asynchronous=True)
+    ['rftkit', 'rftkit-nproc2', 'rftkit-async', 'trl', 'trl-nproc2']
+    """
+    at = lambda program, n: program if n == 1 else f"{program}-nproc{n}"  # noqa: E731
+    return ([at("rftkit", n) for n in nprocs] + (["rftkit-async"] if asynchronous else [])
+            + [at("trl", n) for n in nprocs])
+
+
+def accelerate_launch(nproc: int, threads: int) -> list[str]:
+    """`accelerate launch` of `nproc` processes on this machine's CPU, `threads` each, without a
+    prompt or a warning. Not `--cpu`: without an MPI hostfile that starts one process whatever
+    `--num_processes` says (accelerate 1.15). `--multi_gpu` is accelerate's torchrun launcher;
+    TRL's `use_cpu` then makes each process a gloo rank on the CPU, whether the machine has a GPU or not."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+            "--num_cpu_threads_per_process", str(threads)]
+
+
+def side_processes(program: str, settings: Settings, command: list[str], env: dict) -> list[tuple[list[str], dict]]:
+    """(command, environment) of each process to start: one; or `settings.nproc` rftkit ranks with
+    the environment `rftkit train --nproc` gives them; or one `accelerate launch` of TRL's."""
+    from rftkit.scale.launch import free_port, rank_environment
+
+    if settings.nproc == 1:
+        return [(command, env)]
+    if program == "trl":
+        return [(accelerate_launch(settings.nproc, settings.threads_per_process) + command[1:], env)]
+    port = free_port()
+    return [(command, {**rank_environment(r, settings.nproc, port, settings.threads),
+                       **{k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}}) for r in range(settings.nproc)]
 
 
 def run_side(side: str, settings: Settings, prepared: dict, out: Path) -> dict:
-    """One side's run in fresh processes: one, or `settings.nproc` data-parallel rftkit ranks
-    started as `rftkit train --nproc` starts them (the threads shared out among them)."""
-    from rftkit.scale.launch import free_port, rank_environment
-
+    """One side's run in fresh processes: one, or `settings.nproc` data-parallel processes (the
+    threads shared out among them)."""
     threads = str(settings.threads_per_process)
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
                PYTHONWARNINGS="ignore")
     command = [sys.executable, str(HERE / "grpo_sides.py"), side, "--settings", settings.to_json(),
                "--prepared", json.dumps(prepared), "--out", str(out)]
-    port = free_port()
-    ranks = [dict(rank_environment(r, settings.nproc, port, settings.threads), **{
-        k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}) for r in range(settings.nproc)] if settings.nproc > 1 else [env]
-    processes = [subprocess.Popen(command, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for e in ranks]
+    processes = [subprocess.Popen(c, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for c, e in side_processes(side, settings, command, env)]
     for process in processes:
         _, stderr = process.communicate()
         if process.returncode != 0:
             for other in processes:
                 other.kill()
-            raise SystemExit(f"{side} side failed ({settings.label}):\n{stderr[-3000:]}")
+            raise SystemExit(f"{side} side failed ({settings.label}, {settings.nproc} process(es)):\n{stderr[-3000:]}")
     return json.loads((out / "result.json").read_text())
 
 
@@ -129,7 +157,18 @@ def run_cell(settings: Settings, prepared: dict, repeats: int, work: Path, peak:
                 sides=sides)
     if "rftkit-nproc2" in cell:  # what a second process buys on the same cores
         cell["scaling"] = cell["rftkit-nproc2"]["completions_per_s"] / cell["rftkit"]["completions_per_s"]
+    if "trl-nproc2" in cell:
+        cell["trl_scaling"] = cell["trl-nproc2"]["completions_per_s"] / cell["trl"]["completions_per_s"]
+    cell["best"] = best_of(cell)
     return cell
+
+
+def best_of(cell: dict) -> dict:
+    """Each trainer's fastest side (completions/s) and the ratio of the two: each at its best."""
+    rate = lambda side: cell[side]["completions_per_s"]  # noqa: E731
+    fastest = {program: max((s for s in cell["sides"] if SIDES[s][0] == program), key=rate)
+               for program in ("rftkit", "trl")}
+    return {**fastest, "ratio": rate(fastest["rftkit"]) / rate(fastest["trl"])}
 
 
 def equivalence(settings: Settings, prepared: dict, work: Path) -> dict:
@@ -174,8 +213,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads of each side (shared out among rftkit's ranks)")
-    parser.add_argument("--nproc", default="1", help="comma-separated rftkit data-parallel ranks to time: 1, or 1,2")
+                        help="torch threads of each side (shared out among its processes)")
+    parser.add_argument("--nproc", default="1", help="comma-separated data-parallel processes to time both trainers "
+                        "at: 1, or 1,2 (rftkit's ranks; TRL under accelerate launch)")
     parser.add_argument("--async", dest="asynchronous", action="store_true",
                         help="also time rftkit with asynchronous rollouts (max_staleness 1)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
@@ -183,7 +223,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.nproc = [int(n) for n in args.nproc.split(",")]
     if not set(args.nproc) <= {1, 2} or 1 not in args.nproc:
-        parser.error("--nproc: 1 or 1,2 (rftkit at one process, and at two data-parallel ranks)")
+        parser.error("--nproc: 1 or 1,2 (each trainer at one process, and at two data-parallel processes)")
     if args.quick:
         args.presets, args.variants, args.repeats, args.steps = "S", "full", 3, 40
     if args.variants == "all":
@@ -225,9 +265,14 @@ def main(argv=None) -> None:
         write_section(args.write, markdown(report))
         log(f"wrote the results into {args.write}")
     first = results[0]
-    for side in first["sides"][1:-1]:
-        log(f"throughput ratio {side}/trl: {first[side]['completions_per_s'] / first['trl']['completions_per_s']:.2f}")
-    log(f"throughput ratio rftkit/trl: {first['rftkit']['completions_per_s'] / first['trl']['completions_per_s']:.2f}")
+    rate = lambda side: first[side]["completions_per_s"]  # noqa: E731
+    for side in first["sides"]:
+        if side != "rftkit" and SIDES[side][0] == "rftkit":
+            log(f"throughput ratio {side}/trl: {rate(side) / rate('trl'):.2f}")
+    if len(first["sides"]) > 2:
+        best = first["best"]
+        log(f"throughput ratio best rftkit ({best['rftkit']})/best trl ({best['trl']}): {best['ratio']:.2f}")
+    log(f"throughput ratio rftkit/trl: {rate('rftkit') / rate('trl'):.2f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def bench(
     repeats: int = typer.Option(3, min=1, help="Runs per side and cell, alternating which side goes first."),
     steps: int = typer.Option(40, min=2, help="Training steps per run."),
     threads: int = typer.Option(0, min=0, help="torch threads of each side (OMP_NUM_THREADS); 0: one per core."),
-    nproc: str = typer.Option("1", help="rftkit's data-parallel ranks to time: 1, or 1,2 (the threads shared out)."),
+    nproc: str = typer.Option("1", help="Data-parallel processes to time both trainers at: 1, or 1,2 (rftkit's "
+                              "ranks; TRL under accelerate launch; the threads shared out)."),
     asynchronous: bool = typer.Option(False, "--async", help="Also time rftkit with asynchronous rollouts (max_staleness 1)."),
     work: Path = typer.Option(Path("runs/bench"), help="Prepared models, runs and results.json."),
     write: Path = typer.Option(None, help="Also write the results table into this markdown file (BENCHMARKS.md)."),
