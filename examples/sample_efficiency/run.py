@@ -96,7 +96,7 @@ def one_seed(name: str, task: DemoTask, out: Path, seed: int, steps: int, sizes:
     setup_cpu()
     model, tokenizer = build_tiny("tiny", seed)
     check = competence_check(model, tokenizer, files["train"], task.target_pass, grader_spec=task.grader(files),
-                             answer_tokens=task.answer_tokens)
+                             answer_tokens=task.answer_tokens, after=task.check_after)
     warm_start(model, tokenizer, files["sft"], None, steps=task.sft_steps, lr=3e-3, batch_size=32, seed=seed,
                should_stop=check)
     base = save_policy(model, tokenizer, folder / "base")

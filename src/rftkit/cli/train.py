@@ -12,7 +12,7 @@ import typer
 
 from rftkit.cli.common import out
 from rftkit.cli.model import warm_start
-from rftkit.data.sql_task import SQL_ANSWER_TOKENS, SQL_RL_STEPS, SQL_SFT_STEPS, SQL_TARGET_PASS
+from rftkit.data.sql_task import SQL_ANSWER_TOKENS, SQL_CHECK_AFTER, SQL_RL_STEPS, SQL_SFT_STEPS, SQL_TARGET_PASS
 from rftkit.errors import RftkitError
 
 
@@ -130,6 +130,7 @@ class DemoTask:
     sft_steps: int
     target_pass: float
     rl_steps: int
+    check_after: int = 150  # the first warm-start step at which the competence check runs
 
 
 def _addition_task() -> DemoTask:
@@ -147,7 +148,7 @@ def _sql_task() -> DemoTask:
                     lambda out, seed: write_sql_task(out, seed=seed), lambda files: sql_grader(files["database"]),
                     sql_job, "GRPO against execution accuracy (sql_execution, F1 over rows as partial credit)",
                     answer_tokens=SQL_ANSWER_TOKENS, sft_steps=SQL_SFT_STEPS, target_pass=SQL_TARGET_PASS,
-                    rl_steps=SQL_RL_STEPS)
+                    rl_steps=SQL_RL_STEPS, check_after=SQL_CHECK_AFTER)
 
 
 DEMO_TASKS: dict[str, Callable[[], DemoTask]] = {"addition": _addition_task, "sql": _sql_task}
@@ -205,7 +206,7 @@ def demo(
     out.print(f"[bold]3. warm start[/]: supervised fine-tuning on {files['sft'].name}, until the model "
               f"solves about {target_pass:.0%} of training prompts when sampling")
     check = competence_check(model, tokenizer, files["train"], target_pass, grader_spec=spec.grader(files),
-                             answer_tokens=spec.answer_tokens)
+                             answer_tokens=spec.answer_tokens, after=spec.check_after)
     _, _, sft_seconds, taken = warm_start(model, tokenizer, files["sft"], None, steps=sft_steps, lr=3e-3,
                                           batch_size=32, seed=seed, should_stop=check)
     out.print(f"   stopped after {taken} steps ({sft_seconds:.0f} s)")

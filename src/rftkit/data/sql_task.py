@@ -9,15 +9,17 @@ the rows earns the F1 of the two multisets. pass@1 counts exact result sets only
 
 Why templates, and these ones: a 1-6M-parameter byte-level model cannot learn SQL in
 general in minutes, but it can learn a dozen query shapes, which shape a question asks for,
-and to copy the question's values (a city, a category, a customer's name, a price) into the
-right place. Shapes range from one short WHERE to a JOIN with an aggregate, so after a short
-warm start the model solves some questions at temperature 1 and slips on others — the
-regime where reinforcement pays.
+and which value of a small vocabulary (a city, a year, a category, a price) goes where. Shapes
+range from one short WHERE to a JOIN with an aggregate, so after a short warm start the model
+solves some questions at temperature 1 and slips on others — the regime where reinforcement
+pays. What the tiny model does not learn in minutes is to copy a name it has seen in only a
+few rows (20 customers, 20 products): questions by name (`BY_NAME_TEMPLATES`) are for models
+that read the schema, in examples/sql.
 
-Held-out questions are (template, values) pairs that training never shows: "Where does Ada
-Lovelace live?" is held out while "How many orders did Ada Lovelace place?" is trained on,
-and every held-out value appears in training under some other template. So the held-out
-score measures putting a known value into a known shape in a combination never seen.
+Held-out questions are (template, values) pairs that training never shows: "How many orders
+came from Rome?" is held out while "How many customers live in Rome?" is trained on, and every
+held-out value appears in training under some other template. So the held-out score measures
+putting a known value into a known shape in a combination never seen.
 """
 
 from __future__ import annotations
@@ -101,8 +103,10 @@ class Template:
     slots: tuple[str, ...]
 
 
-_BY_CUSTOMER = "FROM orders JOIN customers ON customers.id = customer_id WHERE name = '{customer}'"
-_BY_PRODUCT = "FROM orders JOIN products ON products.id = product_id WHERE name = '{product}'"
+_BY_CUSTOMER = "FROM orders JOIN customers ON customers.id = customer_id WHERE "
+_BY_PRODUCT = "FROM orders JOIN products ON products.id = product_id WHERE "
+# Values from small vocabularies (10 cities, 6 years, 6 categories, 19 prices), each in many
+# rows: the shapes a 1.1M-parameter model learns in minutes. `rftkit demo --task sql` asks these.
 TEMPLATES = [
     Template("city_count", ("How many customers live in {city}?", "Count the customers in {city}.",
                             "Number of customers from {city}?"),
@@ -110,24 +114,30 @@ TEMPLATES = [
     Template("city_names", ("Which customers live in {city}?", "List the customers in {city}.",
                             "Who lives in {city}?"),
              "SELECT name FROM customers WHERE city = '{city}'", ("city",)),
+    Template("city_orders", ("How many orders came from {city}?", "Count the orders of customers in {city}.",
+                             "Number of orders placed from {city}?"),
+             "SELECT COUNT(*) " + _BY_CUSTOMER + "city = '{city}'", ("city",)),
+    Template("city_units", ("How many units did customers in {city} buy?", "Total quantity ordered from {city}?",
+                            "How many items were bought in {city}?"),
+             "SELECT SUM(quantity) " + _BY_CUSTOMER + "city = '{city}'", ("city",)),
+    Template("year_count", ("How many customers joined in {year}?", "Count the customers who joined in {year}.",
+                            "Number of customers who joined in {year}?"),
+             "SELECT COUNT(*) FROM customers WHERE joined LIKE '{year}%'", ("year",)),
     Template("year_names", ("Which customers joined in {year}?", "Who joined in {year}?",
                             "List the customers who joined in {year}."),
              "SELECT name FROM customers WHERE joined LIKE '{year}%'", ("year",)),
-    Template("customer_city", ("Where does {customer} live?", "Which city is {customer} in?",
-                               "What city does {customer} live in?"),
-             "SELECT city FROM customers WHERE name = '{customer}'", ("customer",)),
-    Template("customer_orders", ("How many orders did {customer} place?", "Count the orders of {customer}.",
-                                 "Number of orders by {customer}?"),
-             "SELECT COUNT(*) " + _BY_CUSTOMER, ("customer",)),
-    Template("customer_units", ("How many units did {customer} buy?", "Total quantity ordered by {customer}?",
-                                "How many items has {customer} bought?"),
-             "SELECT SUM(quantity) " + _BY_CUSTOMER, ("customer",)),
     Template("category_names", ("Which products are in {category}?", "List the {category} products.",
                                 "What is sold in {category}?"),
              "SELECT name FROM products WHERE category = '{category}'", ("category",)),
     Template("category_top", ("What is the priciest product in {category}?", "Most expensive {category} product?",
                               "Which {category} product costs the most?"),
              "SELECT name FROM products WHERE category = '{category}' ORDER BY price DESC LIMIT 1", ("category",)),
+    Template("category_orders", ("How many orders were for {category} products?", "Count the {category} orders.",
+                                 "Number of orders in {category}?"),
+             "SELECT COUNT(*) " + _BY_PRODUCT + "category = '{category}'", ("category",)),
+    Template("category_units", ("How many {category} units were sold?", "Total quantity of {category} ordered?",
+                                "How many items in {category} were bought?"),
+             "SELECT SUM(quantity) " + _BY_PRODUCT + "category = '{category}'", ("category",)),
     Template("cheaper", ("Which products cost less than {price}?", "List the products cheaper than {price}.",
                          "What costs under {price}?"),
              "SELECT name FROM products WHERE price < {price}", ("price",)),
@@ -142,12 +152,27 @@ TEMPLATES = [
                                   "List the {category} products dearer than {price}.",
                                   "What in {category} costs over {price}?"),
              "SELECT name FROM products WHERE category = '{category}' AND price > {price}", ("category", "price")),
+]
+# Questions that name one of 20 customers or 20 products: an instruction-tuned model copies the
+# name from the question, but the tiny model never learned to (0% on these shapes after 340
+# warm-start steps, and with the warm start rebalanced toward them), so only examples/sql's
+# files for instruction-tuned models ask them (`write_sql_task(..., by_name=True)`).
+BY_NAME_TEMPLATES = [
+    Template("customer_city", ("Where does {customer} live?", "Which city is {customer} in?",
+                               "What city does {customer} live in?"),
+             "SELECT city FROM customers WHERE name = '{customer}'", ("customer",)),
+    Template("customer_orders", ("How many orders did {customer} place?", "Count the orders of {customer}.",
+                                 "Number of orders by {customer}?"),
+             "SELECT COUNT(*) " + _BY_CUSTOMER + "name = '{customer}'", ("customer",)),
+    Template("customer_units", ("How many units did {customer} buy?", "Total quantity ordered by {customer}?",
+                                "How many items has {customer} bought?"),
+             "SELECT SUM(quantity) " + _BY_CUSTOMER + "name = '{customer}'", ("customer",)),
     Template("product_price", ("What does the {product} cost?", "Price of the {product}?",
                                "How much is the {product}?"),
              "SELECT price FROM products WHERE name = '{product}'", ("product",)),
     Template("product_units", ("How many units of the {product} were sold?", "Total quantity of the {product} ordered?",
                                "How many {product} units were ordered?"),
-             "SELECT SUM(quantity) " + _BY_PRODUCT, ("product",)),
+             "SELECT SUM(quantity) " + _BY_PRODUCT + "name = '{product}'", ("product",)),
 ]
 
 
@@ -170,14 +195,14 @@ def fill(template: Template, combo: tuple[str, ...]) -> Question:
                     template.sql.format(**filled))
 
 
-def all_questions(shop: Shop, database: Path) -> list[Question]:
+def all_questions(shop: Shop, database: Path, templates: list[Template]) -> list[Question]:
     """Every template instance whose reference SQL returns at least one row (and, for an
     aggregate, a value that is not NULL), in a fixed order."""
     values = slot_values(shop)
     found: list[Question] = []
     db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        for template in TEMPLATES:
+        for template in templates:
             for combo in _combinations([values[slot] for slot in template.slots]):
                 question = fill(template, combo)
                 rows = db.execute(question.sql).fetchall()
@@ -195,11 +220,12 @@ def _combinations(pools: list[list[str]]) -> list[tuple[str, ...]]:
     return combos
 
 
-def split_held_out(questions: list[Question], share: float, rng: random.Random) -> tuple[list[Question], list[Question]]:
+def split_held_out(questions: list[Question], templates: list[Template], share: float,
+                   rng: random.Random) -> tuple[list[Question], list[Question]]:
     """(train, held_out): about `share` of each template's instances held out, never a value
     whose every question would be held out (each held-out value is trained on elsewhere)."""
     held: list[Question] = []
-    for template in TEMPLATES:
+    for template in templates:
         mine = [q for q in questions if q.template == template.name]
         held += rng.sample(mine, round(share * len(mine)))
     held_set = set(held)
@@ -219,7 +245,7 @@ def sql_row(question: Question, phrasing: str, *, labelled: bool, system: str | 
 
 
 def write_sql_task(out: str | Path, *, seed: int = 0, held_out: float = 0.25, sft: int | None = None,
-                   system: str | None = None) -> dict[str, Path]:
+                   system: str | None = None, by_name: bool = False) -> dict[str, Path]:
     """Write the SQL task's files into `out`, the same for the same seed.
 
     - shop.sqlite: the database the grader runs queries on;
@@ -228,13 +254,15 @@ def write_sql_task(out: str | Path, *, seed: int = 0, held_out: float = 0.25, sf
     - valid.jsonl: one phrasing of each held-out question, none of them in train or sft;
     - sft.jsonl: the training prompts labelled (the reference SQL as the assistant turn), the
       first `sft` of them (None: all).
-    `system`: a system turn for every row (`SCHEMA_SYSTEM` for a model that needs the schema).
+    `system`: a system turn for every row (`SCHEMA_SYSTEM` for a model that needs the schema);
+    `by_name`: also the questions that name a customer or a product (`BY_NAME_TEMPLATES`).
     """
     out = Path(out)
     database = out / "shop.sqlite"
     shop = build_shop(database, seed)
     rng = random.Random(seed)
-    train, valid = split_held_out(all_questions(shop, database), held_out, rng)
+    templates = TEMPLATES + BY_NAME_TEMPLATES if by_name else TEMPLATES
+    train, valid = split_held_out(all_questions(shop, database, templates), templates, held_out, rng)
     prompts = [(q, phrasing) for q in train for phrasing in q.phrasings]
     rng.shuffle(prompts)
     held = [(q, rng.choice(q.phrasings)) for q in valid]
@@ -249,13 +277,16 @@ def write_sql_task(out: str | Path, *, seed: int = 0, held_out: float = 0.25, sf
 
 
 # `rftkit demo --task sql`'s defaults (src/rftkit/cli/train.py), measured in examples/sql/README.md
-SQL_ANSWER_TOKENS = 120  # the longest reference query is 111 bytes, and its end-of-turn token
+SQL_ANSWER_TOKENS = 120  # the longest reference query is 111 bytes (by name; 101 without), and its end-of-turn token
 SQL_SFT_STEPS = 400
-SQL_TARGET_PASS = 0.25
+SQL_TARGET_PASS = 0.15  # 0.25 left a base whose sampling was nearer its greedy answers, and less to gain
+SQL_CHECK_AFTER = 50  # this task's warm start can be good enough sooner than addition's
 SQL_RL_STEPS = 120
 
 
 def sql_job(model: str, data: Path, *, steps: int, seed: int = 0) -> dict:
     """The demo's reinforcement job on the files `write_sql_task` wrote into `data`."""
-    return demo_job(model, data, sql_grader(data / "shop.sqlite"), steps=steps, seed=seed, train_rows=768,
+    with (data / "train.jsonl").open() as rows:
+        train_rows = sum(1 for _ in rows)
+    return demo_job(model, data, sql_grader(data / "shop.sqlite"), steps=steps, seed=seed, train_rows=train_rows,
                     validations=2, warmup_steps=5, max_prompt_tokens=64, max_completion_tokens=SQL_ANSWER_TOKENS)

@@ -6,15 +6,16 @@ import sqlite3
 
 import pytest
 
-from rftkit.data.sql_task import TEMPLATES, sql_grader, write_sql_task
+from rftkit.data.sql_task import BY_NAME_TEMPLATES, TEMPLATES, sql_grader, write_sql_task
 from rftkit.data.validate import check_dataset
 from rftkit.graders import build_grader
 from rftkit.types import Sample
 
 
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    return write_sql_task(tmp_path_factory.mktemp("sql"), seed=0)
+@pytest.fixture(scope="module", params=[False, True], ids=["tiny-model questions", "by name too"])
+def task(request, tmp_path_factory):
+    files = write_sql_task(tmp_path_factory.mktemp("sql"), seed=0, by_name=request.param)
+    return dict(files, by_name=request.param)
 
 
 def rows(path):
@@ -22,12 +23,12 @@ def rows(path):
 
 
 def test_the_same_seed_writes_the_same_files_and_another_seed_others(task, tmp_path):
-    again = write_sql_task(tmp_path / "again", seed=0)
+    again = write_sql_task(tmp_path / "again", seed=0, by_name=task["by_name"])
     for name in ("train", "valid", "sft"):
         assert again[name].read_text() == task[name].read_text()
     dump = [list(sqlite3.connect(files["database"]).iterdump()) for files in (task, again)]
     assert dump[0] == dump[1]
-    other = write_sql_task(tmp_path / "other", seed=1)
+    other = write_sql_task(tmp_path / "other", seed=1, by_name=task["by_name"])
     assert other["valid"].read_text() != task["valid"].read_text()
 
 
@@ -47,7 +48,9 @@ def test_files_are_valid_and_held_out_questions_are_disjoint_combinations(task):
         assert row["template"] in trained_templates
         for value in _quoted_values(row["reference_sql"]):
             assert value in trained_sql, (value, row)
-    assert {r["template"] for r in valid} >= {t.name for t in TEMPLATES} - {"year_names"}
+    asked = TEMPLATES + (BY_NAME_TEMPLATES if task["by_name"] else [])
+    assert {r["template"] for r in train} == {t.name for t in asked}
+    assert {r["template"] for r in valid} == {t.name for t in asked}
 
 
 def _quoted_values(sql: str) -> list[str]:
