@@ -138,9 +138,9 @@ def supervised_conditions(name: str, task: DemoTask, out: Path, seed: int, steps
 
 
 def spread(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1%} ± {sd:.1%}"
+    if len(values) == 1:
+        return f"{values[0]:.1%} (one seed)"
+    return f"{statistics.fmean(values):.1%} ± {statistics.stdev(values):.1%}"
 
 
 def table(results: list[dict]) -> str:
@@ -199,7 +199,9 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     for r in results:
         points = " ".join(f"{x(i)},{y(r[f'rl_{n}'])}" for i, n in enumerate(sizes) if f"rl_{n}" in r)
         parts.append(f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-opacity="0.3"/>')
-    mean_points = " ".join(f"{x(i)},{y(statistics.fmean(r[f'rl_{n}'] for r in results))}" for i, n in enumerate(sizes))
+    # a seed whose data has fewer training prompts than a size has no run at it: the mean is of those that do
+    mean_points = " ".join(f"{x(i)},{y(statistics.fmean(r[f'rl_{n}'] for r in results if f'rl_{n}' in r))}"
+                           for i, n in enumerate(sizes))
     parts.append(f'<polyline points="{mean_points}" fill="none" stroke="#1f77b4" stroke-width="3"/>')
     for key, colour, label in (("sft_12", "#d62728", "SFT auto"), ("sft_rl_12", "#2ca02c", "SFT auto+RL"),
                                ("sft_gentle_12", "#ff7f0e", "SFT 0.1x"), ("sft_gentle_rl_12", "#9467bd", "SFT 0.1x+RL")):

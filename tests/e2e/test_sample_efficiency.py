@@ -13,9 +13,10 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample_efficiency"
 
 
-def test_the_readme_quotes_the_saved_results(tmp_path):
-    (tmp_path / "addition.json").write_text((EXAMPLE / "addition.json").read_text())
-    result = subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--task", "addition", "--out", str(tmp_path),
+@pytest.mark.parametrize("task, seeds", [("addition", [0, 1, 2]), ("sql", [0, 1])])
+def test_the_readme_quotes_the_saved_results(tmp_path, task, seeds):
+    (tmp_path / f"{task}.json").write_text((EXAMPLE / f"{task}.json").read_text())
+    result = subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--task", task, "--out", str(tmp_path),
                              "--replot"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     readme = (EXAMPLE / "README.md").read_text()
@@ -23,9 +24,8 @@ def test_the_readme_quotes_the_saved_results(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         row = next((r for r in readme.splitlines() if cells[1] in r and cells[3] in r), None)
         assert row is not None, f"README lacks {cells[0]}: {cells[1]} ({cells[3]})"
-    assert (tmp_path / "addition.svg").read_text().startswith("<svg")
-    seeds = [r["seed"] for r in json.loads((EXAMPLE / "addition.json").read_text())]
-    assert seeds == [0, 1, 2]
+    assert (tmp_path / f"{task}.svg").read_text().startswith("<svg")
+    assert [r["seed"] for r in json.loads((EXAMPLE / f"{task}.json").read_text())] == seeds
 
 
 @pytest.mark.slow
