@@ -220,13 +220,12 @@ def _combinations(pools: list[list[str]]) -> list[tuple[str, ...]]:
     return combos
 
 
-def split_held_out(questions: list[Question], templates: list[Template], share: float,
-                   rng: random.Random) -> tuple[list[Question], list[Question]]:
+def split_held_out(questions: list[Question], share: float, rng: random.Random) -> tuple[list[Question], list[Question]]:
     """(train, held_out): about `share` of each template's instances held out, never a value
     whose every question would be held out (each held-out value is trained on elsewhere)."""
     held: list[Question] = []
-    for template in templates:
-        mine = [q for q in questions if q.template == template.name]
+    for template in dict.fromkeys(q.template for q in questions):  # the templates, in their order
+        mine = [q for q in questions if q.template == template]
         held += rng.sample(mine, round(share * len(mine)))
     held_set = set(held)
     for slot_value in sorted({v for q in questions for v in q.values}):
@@ -262,7 +261,7 @@ def write_sql_task(out: str | Path, *, seed: int = 0, held_out: float = 0.25, sf
     shop = build_shop(database, seed)
     rng = random.Random(seed)
     templates = TEMPLATES + BY_NAME_TEMPLATES if by_name else TEMPLATES
-    train, valid = split_held_out(all_questions(shop, database, templates), templates, held_out, rng)
+    train, valid = split_held_out(all_questions(shop, database, templates), held_out, rng)
     prompts = [(q, phrasing) for q in train for phrasing in q.phrasings]
     rng.shuffle(prompts)
     held = [(q, rng.choice(q.phrasings)) for q in valid]
