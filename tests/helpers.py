@@ -59,3 +59,25 @@ def metrics_of(run_dir):
     """metrics.jsonl's rows without their timings (which differ between runs)."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in row.items() if not k.startswith(TIMING)} for row in rows]
+
+
+def descendants_named(root: int, prefix: bytes) -> list[int]:
+    """Processes under `root` whose command line starts with `prefix` (Ray names an actor's
+    process `ray::ClassName`)."""
+    parents, names = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                names[int(entry.name)] = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return [pid for pid, name in names.items() if name.startswith(prefix) and under(pid)]

@@ -12,11 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import metrics_of, run_cli, write_job
+from helpers import descendants_named, metrics_of, run_cli, write_job
 
 
 def test_a_ray_job_trains_as_one_process_does(tmp_path, tiny_dir, monkeypatch):
@@ -47,28 +46,6 @@ def test_an_unreachable_ray_address_is_a_one_line_error(tmp_path, tiny_dir):
         return
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Ray cluster at 127.0.0.1:1: "), lines
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
-
-
-def descendants_named(root: int, prefix: bytes) -> list[int]:
-    """Processes under `root` whose command line starts with `prefix` (Ray names an actor's
-    process `ray::ClassName`)."""
-    parents, names = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                names[int(entry.name)] = (entry / "cmdline").read_bytes()
-            except (OSError, IndexError):
-                continue
-
-    def under(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == root:
-                return True
-        return False
-
-    return [pid for pid, name in names.items() if name.startswith(prefix) and under(pid)]
 
 
 def test_a_killed_actor_without_restarts_fails_the_job_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_dir):

@@ -22,10 +22,12 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the newest checkpoint in --out (reinforcement)."),
     force: bool = typer.Option(False, help="Train even when the baseline check finds pass@k = 0."),
     overwrite: bool = typer.Option(False, help="Write into a directory that already holds files."),
-    nproc: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (reinforcement; docs/scale.md)."),
+    nproc: int = typer.Option(1, min=1, help="Data-parallel ranks (reinforcement; docs/scale.md): processes on this "
+                              "machine, or with --ray Ray actors on the cluster."),
     ray: bool = typer.Option(
-        False, "--ray", help="Run rollouts and grading on Ray actors (reinforcement; docs/scale.md): on the cluster "
-        "at $RAY_ADDRESS, else on a local Ray instance started for the job. Needs the `ray` extra of rftkit."),
+        False, "--ray", help="Run rollouts and grading on Ray actors, or with --nproc N the N trainer ranks "
+        "(reinforcement; docs/scale.md): on the cluster at $RAY_ADDRESS, else on a local Ray instance started for "
+        "the job. Needs the `ray` extra of rftkit."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", metavar="ADDRESS",
         help="The Ray cluster for --ray (implies it): HOST:PORT of its head, ray://HOST:PORT, or auto (the cluster "
@@ -37,9 +39,9 @@ def train(
     spec = load_job(job)
     ray_at = ray_address if ray_address else ("" if ray else None)  # "": $RAY_ADDRESS, else a local instance
     if ray_at is not None:
-        check_ray_alone(spec, nproc)
+        check_ray_alone(spec)
     if nproc > 1 and not os.environ.get("WORLD_SIZE"):
-        code = launch_ranks(spec, job, out_dir, nproc, resume=resume, force=force, overwrite=overwrite)
+        code = launch_ranks(spec, job, out_dir, nproc, resume=resume, force=force, overwrite=overwrite, ray=ray_at)
         raise typer.Exit(code)
     quiet_unless_rank_zero()
     if spec.method.type == "supervised":
@@ -62,9 +64,10 @@ def train(
         raise typer.Exit(3)
 
 
-def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, force: bool, overwrite: bool) -> int:
-    """`--nproc N`: check the job can be split N ways, then run N ranks of this command."""
-    from rftkit.scale.launch import launch
+def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, force: bool, overwrite: bool,
+                 ray: str | None = None) -> int:
+    """`--nproc N`: check the job can be split N ways, then run N ranks of this command: child
+    processes here, or (`ray` not None: `--ray` with its address) Ray actors on the cluster."""
 
     if spec.method.type != "reinforcement":
         raise RftkitError("--nproc applies to reinforcement jobs", fix="run a supervised job without --nproc")
@@ -72,24 +75,35 @@ def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, fo
     if isinstance(batch_size, int) and nproc > batch_size:
         raise RftkitError(f"--nproc {nproc} is more ranks than the {batch_size} prompts of a step: a rank would "
                           "have no prompt to sample", fix=f"use --nproc {batch_size} or fewer, or raise batch_size")
+    args = ["train", str(job.resolve()), "--out", str(out_dir.resolve())]
+    args += [flag for flag, on in (("--resume", resume), ("--force", force), ("--overwrite", overwrite)) if on]
+    log = lambda line: out.print(line, highlight=False, markup=False)  # noqa: E731
+    if ray is not None:
+        from rftkit.scale.ray_ranks import launch_on_ray
+
+        o = spec.rftkit.ray
+        out.print(f"starting {nproc} data-parallel ranks on Ray, one actor of {o.cpus_per_actor:g} CPU each "
+                  f"(rank 0 writes {out_dir})")
+        return launch_on_ray(args, nproc, o, ray, log=log)
+    from rftkit.scale.launch import launch
+
     cores = os.cpu_count() or 1
     if nproc > cores:
         out.print(f"[yellow]warning[/]: --nproc {nproc} is more ranks than this machine's {cores} cores: they will "
                   f"share cores and each step runs slower; --nproc {cores} is the most that pays", highlight=False)
-    args = ["train", str(job), "--out", str(out_dir)]
-    args += [flag for flag, on in (("--resume", resume), ("--force", force), ("--overwrite", overwrite)) if on]
     out.print(f"starting {nproc} data-parallel ranks (rank 0 writes {out_dir})")
-    return launch(args, nproc, log=lambda line: out.print(line, highlight=False, markup=False))
+    return launch(args, nproc, log=log)
 
 
-def check_ray_alone(spec, nproc: int) -> None:
-    """`--ray` puts one reinforcement trainer's rollouts and grading on Ray actors: not a
-    supervised job's, and not several data-parallel ranks' (yet)."""
+def check_ray_alone(spec) -> None:
+    """`--ray` puts a reinforcement job on Ray: one trainer's rollouts and grading on actors, or
+    (with `--nproc N`) N trainer ranks as actors. Not a supervised job, and not under torchrun,
+    which has placed the ranks already."""
     if spec.method.type != "reinforcement":
         raise RftkitError("--ray applies to reinforcement jobs", fix="run a supervised job without --ray")
-    if nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RftkitError("--ray does not combine with --nproc or torchrun: one trainer drives the Ray actors",
-                          fix="leave out --nproc (raise rftkit.ray.rollout_actors for more rollout workers)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RftkitError("--ray does not combine with torchrun: torchrun has placed the ranks already",
+                          fix="launch with `rftkit train --ray --nproc N` instead of torchrun, or leave out --ray")
 
 
 def quiet_unless_rank_zero() -> None:

@@ -66,7 +66,14 @@ def launch(args: list[str], nproc: int, *, grace_s: float = 15.0, log: Callable[
     ranks = [subprocess.Popen([sys.executable, "-m", "rftkit.cli", *args], env=rank_environment(r, nproc, port, cores),
                               start_new_session=True, preexec_fn=_die_with_parent)
              for r in range(nproc)]
+    return supervise(ranks, grace_s, log)
 
+
+def supervise(ranks: list, grace_s: float, log: Callable[[str], None], *, describe: Callable[[int], str] = describe_exit,
+              pump: Callable[[], None] = lambda: None) -> int:
+    """Watch running ranks until every one has ended, forwarding SIGTERM and Ctrl-C to them; the
+    job's exit code. A rank is anything with Popen's `poll`, `send_signal`, `kill` and `wait`
+    (a child process, or a Ray actor's, `scale/ray_ranks.py`); `pump()` runs between polls."""
     def forward(signum, frame) -> None:
         for rank in ranks:
             if rank.poll() is None:
@@ -74,7 +81,7 @@ def launch(args: list[str], nproc: int, *, grace_s: float = 15.0, log: Callable[
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _watch(ranks, grace_s, log)
+        return _watch(ranks, grace_s, log, describe, pump)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -84,11 +91,13 @@ def launch(args: list[str], nproc: int, *, grace_s: float = 15.0, log: Callable[
                 rank.wait()
 
 
-def _watch(ranks: list[subprocess.Popen], grace_s: float, log: Callable[[str], None]) -> int:
+def _watch(ranks: list, grace_s: float, log: Callable[[str], None], describe: Callable[[int], str],
+           pump: Callable[[], None]) -> int:
     """Wait for every rank; once one fails, give the others `grace_s` to notice, then kill them."""
     failed: tuple[int, int] | None = None
     deadline = None
     while any(rank.poll() is None for rank in ranks):
+        pump()
         if failed is None:
             for index, rank in enumerate(ranks):
                 code = rank.poll()
@@ -100,12 +109,13 @@ def _watch(ranks: list[subprocess.Popen], grace_s: float, log: Callable[[str], N
                 if rank.poll() is None:
                     rank.kill()
         time.sleep(0.1)
+    pump()
     codes = [rank.wait() for rank in ranks]
     if failed is None:
         failed = next(((i, c) for i, c in enumerate(codes) if c not in (0, PAUSED_EXIT)), None)
     if failed is not None:
         index, code = failed
-        log(f"error: rank {index} of {len(ranks)} {describe_exit(code)}; the other ranks were stopped. "
+        log(f"error: rank {index} of {len(ranks)} {describe(code)}; the other ranks were stopped. "
             "The last checkpoint in --out stays: continue with --resume")
         return code if code > 0 else 1
     return PAUSED_EXIT if PAUSED_EXIT in codes else 0
