@@ -4,6 +4,7 @@ the rule's tuning, and the sweep on addition that the rule was fitted to.
 
     python bench/auto_defaults.py untuned --out runs/auto-defaults        # reversed strings, counting
     python bench/auto_defaults.py sweep --out runs/auto-sweep             # addition, tiny and small
+    python bench/auto_defaults.py sweep --sizes tiny --rates 3e-5 1e-4 --rftkit '{"update": {"mini_batches": 4}}'
 
 `untuned`: for each task, a tiny model is warm-started by `rftkit model init --sft-data` on a
 few labelled rows, then reinforced twice from that same start by a job with only OpenAI's
@@ -93,16 +94,17 @@ def write_task(name: str, out: Path, *, seed: int, sft: int = 200, train: int = 
 
 
 def standard_job(model: Path, files: dict, grader: dict, *, seed: int, n_epochs: int, batch_size: int,
-                 learning_rate: float | None = None) -> dict:
-    """Only OpenAI's fields; `learning_rate` (an rftkit field) only to pin the old default."""
+                 learning_rate: float | None = None, rftkit: dict | None = None) -> dict:
+    """Only OpenAI's fields; `learning_rate` and `rftkit` (rftkit's own) only to pin old defaults."""
     body = {
         "model": str(model), "training_file": str(files["train"]), "validation_file": str(files["valid"]),
         "seed": seed,
         "method": {"type": "reinforcement", "reinforcement": {
             "grader": grader, "hyperparameters": {"n_epochs": n_epochs, "batch_size": batch_size}}},
     }
-    if learning_rate is not None:
-        body["rftkit"] = {"learning_rate": learning_rate}
+    extra = dict(rftkit or {}) | ({"learning_rate": learning_rate} if learning_rate is not None else {})
+    if extra:
+        body["rftkit"] = extra
     return body
 
 
@@ -119,10 +121,16 @@ def run_job(body: dict, out: Path) -> dict:
 
 
 def warm_start(files: dict, out: Path, *, seed: int, steps: int, size: str = "tiny") -> Path:
-    """`rftkit model init --sft-data`, as a user would warm-start."""
+    """`rftkit model init --sft-data`, as a user would warm-start. The start is deterministic, so one
+    already in `out` from the same steps and seed is used again."""
+    stamp = out / "warm_start.json"
+    made = {"steps": steps, "seed": seed, "size": size, "sft": str(files["sft"])}
+    if stamp.exists() and json.loads(stamp.read_text()) == made:
+        return out
     command = [sys.executable, "-m", "rftkit.cli", "model", "init", "--out", str(out), "--size", size,
                "--sft-data", str(files["sft"]), "--sft-steps", str(steps), "--seed", str(seed), "--overwrite"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    stamp.write_text(json.dumps(made) + "\n")
     return out
 
 
@@ -150,17 +158,21 @@ def untuned(args) -> list[dict]:
 
 def sweep(args) -> list[dict]:
     results = []
+    extra = json.loads(args.rftkit)
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.rftkit).strip("-") or "default"
     for size in args.sizes:
-        folder = args.out / size
+        folder = args.out / (size if args.sft_steps == 300 else f"{size}-sft{args.sft_steps}")
         files = write_addition(folder / "data", seed=0)
         base = warm_start(files, folder / "base", seed=0, steps=args.sft_steps, size=size)
         for rate in args.rates:
-            body = standard_job(base, files, ADDITION_GRADER, seed=0, n_epochs=1, batch_size=8, learning_rate=rate)
-            body["rftkit"]["max_steps"] = args.steps
-            body["rftkit"]["lengths"] = {"max_completion_tokens": 24}
-            result = run_job(body, folder / f"rft-{rate:g}")
-            results.append({"size": size, **result})
-            print(row(f"addition {size}", result), flush=True)
+            for seed in args.seeds:
+                body = standard_job(base, files, ADDITION_GRADER, seed=seed, n_epochs=1, batch_size=8,
+                                    learning_rate=rate, rftkit=extra)
+                body["rftkit"]["max_steps"] = args.steps
+                body["rftkit"]["lengths"] = {"max_completion_tokens": 24}
+                result = run_job(body, folder / f"rft-{rate:g}-{tag}-s{seed}")
+                results.append({"size": size, "seed": seed, "rftkit": extra, **result})
+                print(row(f"addition {size} seed {seed} {tag}", result), flush=True)
     return results
 
 
@@ -178,6 +190,9 @@ def main() -> None:
     s.add_argument("--rates", nargs="+", type=float, default=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3])
     s.add_argument("--steps", type=int, default=60)
     s.add_argument("--sft-steps", type=int, default=300)
+    s.add_argument("--seeds", nargs="+", type=int, default=[0], help="job seeds (the warm start's is 0)")
+    s.add_argument("--rftkit", default="{}", help='rftkit settings for every job, as JSON: '
+                   '\'{"update": {"mini_batches": 4}}\', \'{"dynamic_sampling": {"enabled": true, "max_rounds": 4}}\'')
     args = parser.parse_args()
     started = time.perf_counter()
     print("| job | learning rate | steps | held-out mean reward | held-out pass@1 | time |")
