@@ -417,6 +417,15 @@ class EnvironmentOptions(_Section):
         "their group's baseline): a slow tool is not the model's fault.")
 
 
+class FSDPOptions(_Section):
+    enabled: bool = Field(
+        False, description="Data-parallel ranks (--nproc, torchrun, --ray --nproc) shard the policy's training "
+        "state with FSDP2 (torch's fully_shard): each rank holds 1/N of the trained weights, their gradients and "
+        "the optimizer's state, and a whole copy of the weights for sampling, log-probs and checkpoints "
+        "(docs/scale.md). For models whose training state does not fit one device; off, every rank holds all "
+        "of it. Ignored in a single process. Full fine-tuning only (not LoRA).")
+
+
 class RayOptions(_Section):
     rollout_actors: int = Field(
         2, ge=1, description="`rftkit train --ray`: rollout actors, each an in-process engine (rftkit.engine: "
@@ -471,6 +480,7 @@ class RftkitOptions(_Section):
     asynchronous: AsynchronousOptions = AsynchronousOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
     ray: RayOptions = RayOptions()
+    fsdp: FSDPOptions = FSDPOptions()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 

@@ -92,6 +92,7 @@ class ResolvedReinforcement:
     optimizer: Optimizer
     rollout_correction: RolloutCorrection
     max_staleness: int = 0  # rftkit.asynchronous: 0 synchronous, 1 one step off-policy
+    fsdp: bool = False  # rftkit.fsdp.enabled: shard the training state over the data-parallel ranks
     # extra chat-template variables for every prompt (training, validation, baseline)
     chat_template_vars: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # why each "auto" value is what it is
@@ -294,6 +295,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int, *, parameters: int | None,
         optimizer=opts.optimizer,
         rollout_correction=opts.rollout_correction,
         max_staleness=opts.asynchronous.max_staleness,
+        fsdp=opts.fsdp.enabled,
         chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
         reasons=reasons,
     )

@@ -151,3 +151,34 @@ def test_vllm_samples_follows_the_trainers_weights_and_agrees_on_logprobs(tiny_m
         assert all(g[0].policy_version == 1 for g in after)
     finally:
         engine.close()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL: one rank a GPU)")
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_model_dir, tmp_path, fsdp):
+    import json
+    import subprocess
+    import sys
+
+    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    job = {"model": str(tiny_model_dir), "training_file": "train.jsonl", "seed": 3, "method": {
+        "type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 4}, "grader": {
+            "type": "string_check", "name": "has a", "input": "{{ sample.output_text }}", "reference": "a",
+            "operation": "like"}}},
+        "rftkit": {"group_size": 4, "learning_rate": 1e-3, "max_steps": 3, "device": "cuda",
+                   "lengths": {"max_completion_tokens": 16}, "eval": {"baseline": False}, "fsdp": {"enabled": fsdp}}}
+    (tmp_path / "job.yaml").write_text(json.dumps(job))
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--nproc", "2"])):
+        done = subprocess.run([sys.executable, "-m", "rftkit.cli", "train", str(tmp_path / "job.yaml"), "--out",
+                               str(tmp_path / name), *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in runs["two"]] == [1, 2, 3]
+    # the first step samples from the same weights; NCCL sums in its own order, so its update is
+    # close to one GPU's, not equal, and later samples may part ways
+    first, theirs = runs["two"][0], runs["one"][0]
+    assert first["train_reward_mean"] == theirs["train_reward_mean"]
+    assert first["loss"] == pytest.approx(theirs["loss"], rel=1e-3, abs=1e-5)
+    assert first["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-3)

@@ -117,6 +117,16 @@ class Parallel:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    def most(self, value: int) -> int:
+        """The largest of the ranks' `value`s, on every rank."""
+        if not self.active:
+            return value
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
     def barrier(self) -> None:
         """Wait until every rank is here (before reading files rank 0 wrote)."""
         self.any(False)

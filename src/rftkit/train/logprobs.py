@@ -105,7 +105,11 @@ def _shared_prompts(group_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden_nCH, tokens_nC, temperature: float, entropy_grad: bool):
-    logits = head(hidden_nCH).float() / temperature  # [n, C, V]
+    return _scores(head(hidden_nCH), tokens_nC, temperature, entropy_grad)
+
+
+def _scores(logits_nCV: torch.Tensor, tokens_nC, temperature: float, entropy_grad: bool):
+    logits = logits_nCV.float() / temperature  # [n, C, V]
     normaliser = torch.logsumexp(logits, dim=-1)
     logprobs = logits.gather(-1, tokens_nC[..., None])[..., 0] - normaliser
     # entropy = logsumexp(z) - sum softmax(z) z; detached unless an entropy bonus needs its gradient
@@ -150,3 +154,18 @@ def completion_logprobs(
     logprobs = torch.cat([p[0] for p in parts]) * batch.completion_mask_NC
     entropy = torch.cat([p[1] for p in parts]) * batch.completion_mask_NC
     return TokenScores(logprobs, entropy, hidden if keep_hidden else None)
+
+
+def whole_forward_logprobs(model: torch.nn.Module, batch: Batch, temperature: float = 1.0, *,
+                           entropy_grad: bool = False) -> TokenScores:
+    """`completion_logprobs` through the model's own forward, one call over every position.
+
+    FSDP2 (`scale/fsdp.py`) gathers and scatters its root unit's weights (embeddings, final norm,
+    head) in hooks on the model's own forward, which `completion_logprobs` bypasses to read each
+    prompt once; so a sharded update takes this path: the same values to float rounding, at the
+    cost of each row recomputing its prompt and of [N, C, V] logits at once."""
+    P, C = batch.prompt_width, batch.completion_mask_NC.shape[1]
+    out = model(input_ids=batch.input_ids_NT[:, :P + C - 1], attention_mask=batch.attention_mask_NT[:, :P + C - 1],
+                position_ids=batch.position_ids_NT[:, :P + C - 1], use_cache=False)
+    logprobs, entropy = _scores(out.logits[:, P - 1:], batch.completion_ids_NC, max(temperature, 1e-6), entropy_grad)
+    return TokenScores(logprobs * batch.completion_mask_NC, entropy * batch.completion_mask_NC)

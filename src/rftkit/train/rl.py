@@ -40,6 +40,7 @@ from rftkit.resolved import ResolvedReinforcement
 from rftkit.rollout.engine import Engine, EngineContext, EngineUnavailable, build_engine
 from rftkit.rollout.groups import sample_groups
 from rftkit.rollout.hf import evaluating
+from rftkit.scale.fsdp import ShardedPolicy
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
@@ -121,7 +122,10 @@ class RLTrainer:
         needs_reference = needs_reference_copy(settings.kl, self.is_lora)
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
         self.critic, self.sampler, self.parallel = critic, sampler, parallel
-        self.optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
+        # rftkit.fsdp: the update trains a sharded replica, and publishes its weights into `model`
+        self.sharded = ShardedPolicy(model, parallel) if settings.fsdp and parallel.active else None
+        trained = self.sharded.parameters() if self.sharded is not None else model.parameters()
+        self.optimizer = make_optimizer(trained, settings.learning_rate, settings.optimizer)
         self.critic_optimizer = None
         if critic is not None:
             rate = settings.learning_rate * settings.ppo.critic_learning_rate_multiplier
@@ -297,10 +301,13 @@ class RLTrainer:
         with timer("adv"):
             advantages_NC, returns_NC, values_NC = self.advantages(rewards_N, batch, old_NC, reference_NC)
         tensors = StepTensors(advantages_NC, old_NC, reference_NC, weights_NC, returns_NC, values_NC)
-        self.model.train()
+        actor = self.model if self.sharded is None else self.sharded.module
+        actor.train()
         with timer("update_actor"):
-            stats.update(update_actor(self.model, self.optimizer, batch, tensors, self.settings.update, self.generator,
+            stats.update(update_actor(actor, self.optimizer, batch, tensors, self.settings.update, self.generator,
                                       self.parallel))
+            if self.sharded is not None:
+                self.sharded.publish()
         if self.critic is not None:
             with timer("update_critic"):
                 stats.update(update_critic(self.critic, self.critic_optimizer, batch, tensors, self.settings.update,
@@ -312,7 +319,8 @@ class RLTrainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step_count,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": (self.optimizer.state_dict() if self.sharded is None
+                          else self.sharded.optimizer_state(self.optimizer)),
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
             "order": (self.rollouts and self.rollouts.order_state()) or self.order.state_dict(),
@@ -329,7 +337,10 @@ class RLTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = state["step"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded is None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            self.sharded.load_optimizer_state(self.optimizer, state["optimizer"])
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])

@@ -121,6 +121,10 @@ class ReinforcementRun:
             self.restore_monitors(state)
         r = self.resolved
         ranks = f" on {self.parallel.world_size} ranks" if self.parallel.active else ""
+        if self.trainer.sharded is not None:
+            ranks += " (FSDP: training state sharded)"
+        elif self.spec.rftkit.fsdp.enabled:
+            self.log("note: rftkit.fsdp is on, but the job runs in one process: nothing to shard it over")
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
                  f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}"
                  f"{self.roles.describe()}")
@@ -258,13 +262,22 @@ class ReinforcementRun:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def agree(self, wanted: bool) -> bool:
+        """Whether any rank wants a checkpoint now. Under FSDP writing one gathers the optimizer's
+        state from every rank, so all must take part; otherwise rank 0 alone writes, and decides."""
+        return self.parallel.any(wanted) if self.trainer.sharded is not None else wanted
+
     def checkpoint(self, step: int, metrics: dict) -> None:
         """`valid_reward` is the score this checkpoint's own weights earned: set only when the
-        step ran a validation, so that `keep_best` keeps the checkpoint that earned it."""
+        step ran a validation, so that `keep_best` keeps the checkpoint that earned it. Under
+        FSDP every rank calls it (see `agree`)."""
+        if not self.parallel.is_main and self.trainer.sharded is None:
+            return
+        trainer_state = self.trainer.state_dict()  # under FSDP, gathered: rank 0 has all of it
         if not self.parallel.is_main:
             return
         state = {"valid_reward": metrics.get("valid_reward_mean"), "metrics": metrics, **self.monitor_state()}
-        save_checkpoint(self.out, step, self.trainer.model, self.trainer.state_dict(), state, self.tokenizer)
+        save_checkpoint(self.out, step, self.trainer.model, trainer_state, state, self.tokenizer)
         opts = self.spec.rftkit.checkpoints
         prune_checkpoints(self.out, opts.keep_last, opts.keep_best)
 
@@ -291,7 +304,7 @@ class ReinforcementRun:
 
     def ensure_checkpoint(self, step: int) -> None:
         """A checkpoint of `step` (the trainer's state now), unless one was written already."""
-        if self.parallel.is_main and not (self.out / f"checkpoint-{step}").exists():
+        if self.agree(self.parallel.is_main and not (self.out / f"checkpoint-{step}").exists()):
             self.checkpoint(step, {})
 
 
@@ -360,7 +373,7 @@ def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> in
             pause = run.watch(metrics, outcome.groups, run_log)
             if pause:
                 stop.request(f"auto-pause: {pause}")
-            if run.is_new_best(metrics) or step % interval == 0 or last or stop.reason is not None:
+            if run.agree(run.is_new_best(metrics) or step % interval == 0 or last or stop.reason is not None):
                 run.checkpoint(step, metrics)
             report(metrics)
     return ran

@@ -32,9 +32,10 @@ import torch
 from rftkit.algo.kl import kl_divergence
 from rftkit.algo.losses import POLICY_LOSSES, aggregate, batch_denominators, value_loss
 from rftkit.resolved import UpdateSettings
+from rftkit.scale.fsdp import is_sharded
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
-from rftkit.train.logprobs import completion_logprobs
+from rftkit.train.logprobs import completion_logprobs, whole_forward_logprobs
 from rftkit.types import Batch
 
 
@@ -84,10 +85,18 @@ def _sum_gradients(parameters, parallel: Parallel, total: float) -> float:
     trainable = [p for p in parameters if p.requires_grad]
     if parallel.active:
         (total,) = parallel.all_reduce_gradients(trainable, [total])
-    elif all(p.grad is None for p in trainable):
-        for parameter in trainable:
-            parameter.grad = torch.zeros_like(parameter)
+    else:
+        _zeros_for_missing(trainable)
     return total
+
+
+def _zeros_for_missing(parameters: list) -> None:
+    """No rank had a row to train: zero gradients, so that the optimizer step applies momentum
+    and weight decay as one process's does (`_sum_gradients`)."""
+    if all(p.grad is None for p in parameters if p.requires_grad):
+        for parameter in parameters:
+            if parameter.requires_grad:
+                parameter.grad = torch.zeros_like(parameter)
 
 
 def micro_batches(batch: Batch, token_budget: int) -> list[torch.Tensor]:
@@ -149,6 +158,8 @@ class ActorUpdate:
                  parallel: Parallel = SINGLE):
         self.model, self.optimizer, self.settings, self.parallel = model, optimizer, settings, parallel
         self.stats, self.denominators, self.first_epoch = UpdateStats(), {}, True
+        self.sharded = is_sharded(model)  # FSDP: the model's own forward, every rank in step
+        self.scores = whole_forward_logprobs if self.sharded else completion_logprobs
 
     def run(self, batch: Batch, tensors: StepTensors, generator: torch.Generator) -> dict[str, float]:
         for epoch, mini, mini_tensors in _mini_batches(batch, tensors, self.settings, generator):
@@ -167,31 +178,44 @@ class ActorUpdate:
             self.stats.add("clip_frac", 0.0, skipped_tokens)
         share = self.parallel.share(len(learning))
         mine = learning[share.start:share.stop]
-        total = 0.0
+        total, passes = 0.0, 0
         if len(mine):
             trained = mini.rows(mine)
-            total = self._accumulate(trained, tensors.take(mine, trained.loss_mask_NC.shape[1]))
-        total = _sum_gradients(self.model.parameters(), self.parallel, total)
+            total, passes = self._accumulate(trained, tensors.take(mine, trained.loss_mask_NC.shape[1]))
+        if self.sharded:  # FSDP reduce-scattered the gradients in backward
+            self._keep_in_step(mini, passes)
+            total = float(self.parallel.sum_(torch.tensor([total], dtype=torch.float64, device=self.parallel.device)))
+            _zeros_for_missing(list(self.model.parameters()))
+        else:
+            total = _sum_gradients(self.model.parameters(), self.parallel, total)
         self.stats.add("loss", total)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
-        self.stats.add("grad_norm", float(norm))
+        self.stats.add("grad_norm", float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
         self.optimizer.step()
 
-    def _accumulate(self, mini: Batch, tensors: StepTensors) -> float:
-        """Backward over the mini-batch's micro-batches; the policy loss, the sum of the
-        micro-batches' losses, which is the mini-batch's."""
-        total = 0.0
-        for index in micro_batches(mini, self.settings.micro_batch_tokens):
+    def _accumulate(self, mini: Batch, tensors: StepTensors) -> tuple[float, int]:
+        """Backward over the mini-batch's micro-batches; (the policy loss, the sum of the
+        micro-batches' losses, which is the mini-batch's; how many passes it took)."""
+        total, pieces = 0.0, micro_batches(mini, self.settings.micro_batch_tokens)
+        for index in pieces:
             micro = mini.rows(index)
             loss = self._loss(micro, tensors.take(index, micro.loss_mask_NC.shape[1]))
             total += float(loss.detach())
             loss.backward()
-        return total
+        return total, len(pieces)
+
+    def _keep_in_step(self, mini: Batch, passes: int) -> None:
+        """Under FSDP every rank runs as many forward/backward passes as the busiest (each pass
+        gathers and scatters with the others): the missing ones are zero-loss passes over one row."""
+        for _ in range(self.parallel.most(passes) - passes):
+            one = mini.rows(torch.tensor([0]))
+            scores = self.scores(self.model, one, self.settings.temperature)
+            (scores.logprobs_NC.sum() * 0.0).backward()
 
     def _loss(self, micro: Batch, tensors: StepTensors) -> torch.Tensor:
         settings, stats, mask = self.settings, self.stats, micro.loss_mask_NC
         algorithm = settings.algorithm
-        scores = completion_logprobs(self.model, micro, settings.temperature, entropy_grad=settings.entropy_coef > 0)
+        scores = self.scores(self.model, micro, settings.temperature, entropy_grad=settings.entropy_coef > 0)
         logprobs = scores.logprobs_NC
         old = logprobs.detach() if settings.on_policy else tensors.old_logprobs
         loss_NC, loss_stats = POLICY_LOSSES[algorithm.policy_loss](

@@ -5,7 +5,7 @@ import torch
 
 from rftkit.models.tiny import build_tiny
 from rftkit.rollout.hf import SamplingParams, generate, stop_token_ids
-from rftkit.train.logprobs import completion_logprobs, pack
+from rftkit.train.logprobs import completion_logprobs, pack, whole_forward_logprobs
 from rftkit.types import Trajectory, Turn
 
 MODEL, TOKENIZER = build_tiny("tiny", seed=1)
@@ -46,6 +46,22 @@ def test_sub_batches_trim_padding_without_changing_logprobs():
     assert sub.input_ids_NT.shape[1] < batch.input_ids_NT.shape[1]
     part = completion_logprobs(MODEL, sub, 0.8).logprobs_NC
     assert torch.allclose(part, full[index][:, : part.shape[1]], atol=1e-5)
+
+
+def test_the_whole_forward_path_gives_the_same_scores_and_gradients():
+    """What a sharded (FSDP) update reads: the model's own forward over every position."""
+    batch, _ = sampled_batch()
+    cached = completion_logprobs(MODEL, batch, 0.8, entropy_grad=True)
+    whole = whole_forward_logprobs(MODEL, batch, 0.8, entropy_grad=True)
+    torch.testing.assert_close(whole.logprobs_NC, cached.logprobs_NC, atol=1e-5, rtol=0)
+    torch.testing.assert_close(whole.entropy_NC, cached.entropy_NC, atol=1e-5, rtol=0)
+    grads = []
+    for scores in (cached, whole):
+        MODEL.zero_grad(set_to_none=True)
+        (scores.logprobs_NC.sum() + scores.entropy_NC.sum()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in MODEL.parameters()]))
+    MODEL.zero_grad(set_to_none=True)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
 
 
 def test_entropy_matches_a_full_softmax():
