@@ -81,3 +81,29 @@ def descendants_named(root: int, prefix: bytes) -> list[int]:
         return False
 
     return [pid for pid, name in names.items() if name.startswith(prefix) and under(pid)]
+
+
+def assert_metrics_close(mine: list[dict], theirs: list[dict]) -> None:
+    """Two runs' metrics rows (`metrics_of`): the same steps and keys, floats to rounding."""
+    import pytest
+
+    assert [r["step"] for r in mine] == [r["step"] for r in theirs]
+    for row, other in zip(mine, theirs):
+        assert row.keys() == other.keys()
+        for key, value in other.items():
+            assert row[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
+
+
+def start_training(job: Path, run: Path, *flags: str, env: dict | None = None, reach: int = 2) -> subprocess.Popen:
+    """`rftkit train JOB --out RUN --force FLAGS` in the background, once it has written
+    checkpoint-`reach` (its stderr is piped: read it with communicate)."""
+    import time
+
+    env = {**(os.environ if env is None else env), "PYTHONWARNINGS": "ignore"}
+    launcher = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force",
+                                 *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / f"checkpoint-{reach}").exists():
+        time.sleep(0.05)
+    assert (run / f"checkpoint-{reach}").exists(), f"training did not reach step {reach}"
+    return launcher

@@ -8,22 +8,10 @@ with the same ranks finishes it; bad values of --nproc are refused before anythi
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from helpers import metrics_of, run_cli, write_job
-
-
-
-def close(mine: list[dict], theirs: list[dict]) -> None:
-    assert [r["step"] for r in mine] == [r["step"] for r in theirs]
-    for row, other in zip(mine, theirs):
-        assert row.keys() == other.keys()
-        for key, value in other.items():
-            assert row[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
+from helpers import assert_metrics_close, metrics_of, run_cli, start_training, write_job
 
 
 def ranks_of(launcher: subprocess.Popen) -> dict[int, int]:
@@ -53,7 +41,7 @@ def test_two_ranks_train_as_one_process_does(tmp_path, tiny_dir):
     assert two.returncode == 0, two.stderr
     assert "starting 2 data-parallel ranks" in two.stderr and "on 2 ranks" in two.stderr
     assert two.stderr.count("held-out evaluation") == 1  # rank 0 alone speaks
-    close(metrics_of(tmp_path / "two"), metrics_of(tmp_path / "one"))
+    assert_metrics_close(metrics_of(tmp_path / "two"), metrics_of(tmp_path / "one"))
     assert any("valid_reward_mean" in row for row in metrics_of(tmp_path / "two"))
     for name in ("baseline.json", "final.json", "report.html", "model/model.safetensors", "checkpoint-3/state.json"):
         assert (tmp_path / "two" / name).exists(), name
@@ -62,13 +50,7 @@ def test_two_ranks_train_as_one_process_does(tmp_path, tiny_dir):
 def test_a_killed_rank_fails_the_job_quickly_and_resume_finishes_it(tmp_path, tiny_dir):
     job = write_job(tmp_path, tiny_dir, steps=40)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    launcher = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force",
-                                 "--nproc", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (run / "checkpoint-2").exists():
-        time.sleep(0.05)
-    assert (run / "checkpoint-2").exists(), "training did not reach step 2"
+    launcher = start_training(job, run, "--nproc", "2")
     ranks = ranks_of(launcher)
     assert sorted(ranks) == [0, 1]
     os.kill(ranks[1], signal.SIGKILL)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import descendants_named, metrics_of, run_cli, write_job
+from helpers import assert_metrics_close, descendants_named, metrics_of, run_cli, start_training, write_job
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +32,8 @@ def test_two_trainer_actors_train_as_one_process_does(tmp_path, tiny_dir):
     assert "starting 2 data-parallel ranks on Ray, one actor of 1 CPU each" in on_ray.stderr
     assert "on 2 ranks" in on_ray.stderr  # rank 0's own plan line, relayed from its actor
     assert on_ray.stderr.count("held-out evaluation") == 1  # rank 0 alone speaks
-    mine, theirs = metrics_of(tmp_path / "ray"), metrics_of(tmp_path / "one")
-    assert [r["step"] for r in mine] == [1, 2, 3]
-    for row, other in zip(mine, theirs):
-        assert row.keys() == other.keys()
-        for key, value in other.items():
-            assert row[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
+    assert [r["step"] for r in metrics_of(tmp_path / "ray")] == [1, 2, 3]
+    assert_metrics_close(metrics_of(tmp_path / "ray"), metrics_of(tmp_path / "one"))
     for name in ("final.json", "model/model.safetensors", "checkpoint-3/state.json"):
         assert (tmp_path / "ray" / name).exists(), name
 
@@ -61,14 +57,8 @@ def rank_processes(root: int) -> dict[int, tuple[int, int]]:
 def test_a_killed_trainer_actor_fails_the_job_quickly_and_resume_finishes_it(tmp_path, tiny_dir):
     job = write_job(tmp_path, tiny_dir, steps=30)
     run = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONWARNINGS": "ignore"}
-    launcher = subprocess.Popen([sys.executable, "-m", "rftkit.cli", "train", str(job), "--out", str(run), "--force",
-                                 "--ray", "--nproc", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (run / "checkpoint-2").exists():
-        time.sleep(0.05)
-    assert (run / "checkpoint-2").exists(), "training did not reach step 2"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    launcher = start_training(job, run, "--ray", "--nproc", "2", env=env)
     ranks = rank_processes(launcher.pid)
     assert sorted(ranks) == [0, 1], ranks
     rank_one, its_actor = ranks[1]
