@@ -32,6 +32,7 @@ from rftkit.data.builtin import ADDITION_GRADER, write_addition, write_jsonl
 from rftkit.train.rl_job import run_reinforcement_job
 
 OLD_DEFAULT_RATE = 1e-5
+SWEEP_SFT_STEPS = 300  # the sweep's warm start; another count gets a folder of its own
 
 
 # ----------------------------------------------------------------------------- tasks kept out of tuning
@@ -161,7 +162,7 @@ def sweep(args) -> list[dict]:
     extra = json.loads(args.rftkit)
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.rftkit).strip("-") or "default"
     for size in args.sizes:
-        folder = args.out / (size if args.sft_steps == 300 else f"{size}-sft{args.sft_steps}")
+        folder = args.out / (size if args.sft_steps == SWEEP_SFT_STEPS else f"{size}-sft{args.sft_steps}")
         files = write_addition(folder / "data", seed=0)
         base = warm_start(files, folder / "base", seed=0, steps=args.sft_steps, size=size)
         for rate in args.rates:
@@ -189,7 +190,7 @@ def main() -> None:
     s.add_argument("--sizes", nargs="+", default=["tiny", "small"])
     s.add_argument("--rates", nargs="+", type=float, default=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3])
     s.add_argument("--steps", type=int, default=60)
-    s.add_argument("--sft-steps", type=int, default=300)
+    s.add_argument("--sft-steps", type=int, default=SWEEP_SFT_STEPS)
     s.add_argument("--seeds", nargs="+", type=int, default=[0], help="job seeds (the warm start's is 0)")
     s.add_argument("--rftkit", default="{}", help='rftkit settings for every job, as JSON: '
                    '\'{"update": {"mini_batches": 4}}\', \'{"dynamic_sampling": {"enabled": true, "max_rounds": 4}}\'')

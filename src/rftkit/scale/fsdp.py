@@ -46,18 +46,17 @@ def block_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 class ShardedPolicy:
-    """The FSDP2-sharded training replica of `model`, beside `model` itself (see the module doc)."""
+    """The FSDP2-sharded training replica of `model`, beside `model` itself (see the module doc);
+    `parallel` is active (more than one rank)."""
 
     def __init__(self, model: torch.nn.Module, parallel: Parallel):
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import FSDPModule, fully_shard
 
-        if not parallel.active:
-            raise RftkitError("rftkit.fsdp needs data-parallel ranks", fix="run with --nproc 2 or more, or torchrun")
         if hasattr(model, "disable_adapter"):
             raise RftkitError("rftkit.fsdp shards a full fine-tune; this job trains a LoRA adapter",
                               fix="turn rftkit.fsdp off under LoRA (the adapter's state is small already)")
-        self.full, self.parallel = model, parallel
+        self.full = model
         mesh = init_device_mesh(parallel.device, (parallel.world_size,))
         self.module = copy.deepcopy(model)
         for block in block_modules(self.module):
@@ -98,9 +97,6 @@ class ShardedPolicy:
             raise RftkitError(f"rftkit.fsdp: the checkpoint's optimizer state does not load into the sharded "
                               f"policy ({type(err).__name__}: {err})",
                               fix="resume with the rftkit.fsdp setting the checkpoint was written with") from None
-
-    def train(self) -> None:
-        self.module.train()
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

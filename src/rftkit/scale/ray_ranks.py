@@ -47,19 +47,10 @@ class TrainerRank:
         self.lock = threading.Lock()
 
     def address(self) -> tuple[str, int]:
-        """(this node's IP, a free port on it): where rank 0 listens for its peers."""
+        """(this node's IP, a free port on it): rank 0's is where it listens for its peers."""
         import ray
 
         return ray.util.get_node_ip_address(), free_port()
-
-    def node(self) -> str:
-        import ray
-
-        return ray.util.get_node_ip_address()
-
-    def pid(self) -> int:
-        """The child's process id once it runs (for logs and for tests that kill one), else the actor's."""
-        return self.child.pid if self.child is not None else os.getpid()
 
     def run(self, args: list[str], environment: dict[str, str], cwd: str) -> int:
         """Run the rank to its end; its exit code. Its output is kept for `read`."""
@@ -175,14 +166,13 @@ def _run(ray: Any, placement: Any, args: list[str], nproc: int, options: RayOpti
     remote = ray.remote(TrainerRank)
     actors = [remote.options(**placement.options(k), max_concurrency=4).remote() for k in range(nproc)]
     try:
-        master = ray.get(actors[0].address.remote(), timeout=options.call_timeout_s)
-        nodes = ray.get([a.node.remote() for a in actors], timeout=options.call_timeout_s)
+        addresses = ray.get([a.address.remote() for a in actors], timeout=options.call_timeout_s)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as err:
         for actor in actors:
             ray.kill(actor, no_restart=True)
         raise RftkitError(f"the trainer actors did not start within {options.call_timeout_s:g} s: "
                           f"{type(err).__name__}", fix="see the Ray logs; raise rftkit.ray.call_timeout_s") from None
-    cwd = os.getcwd()
+    master, nodes, cwd = addresses[0], [node for node, _ in addresses], os.getcwd()
     ranks = [RankOnRay(ray, actor, actor.run.remote(
                  args, rank_variables(k, nproc, local, master, placement.threads), cwd), options.call_timeout_s)
              for k, (actor, local) in enumerate(zip(actors, local_ranks(nodes)))]
