@@ -50,7 +50,7 @@ from rftkit.train.job_rollout import job_rollout
 from rftkit.train.rl import RLTrainer
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.scale.roles import LocalRoles, job_roles
-from rftkit.train.rl_setup import build_models, load_data
+from rftkit.train.rl_setup import build_models, load_data, memorising_warning
 from rftkit.train.runlog import NullRunLog, RunLog
 from rftkit.train.stop import StopRequest
 from rftkit.train.supervised import prepare_out_dir
@@ -322,30 +322,6 @@ def baseline_verdict(result: EvalResult, rewards: dict, threshold: float, what: 
                 f"{rewards['positive_share']:.0%} earn partial reward (mean {rewards['mean']:.3f}, max "
                 f"{rewards['max']:.3f}); training goes on. Set rftkit.eval.pass_threshold to what counts as a pass")
     return None
-
-
-def memorising_warning(spec: JobSpec, resolved, rows: int) -> list[str]:
-    """A warning when a few prompts are each seen many times: a policy can learn them by heart
-    (train reward up, held-out reward down), and the user should know how to guard against it.
-
-    >>> from rftkit.config import parse_job
-    >>> spec = parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement",
-    ...     "reinforcement": {"grader": {"type": "string_check", "input": "a", "reference": "a", "operation": "eq"}}}})
-    >>> from rftkit.resolved import resolve_reinforcement
-    >>> memorising_warning(spec, resolve_reinforcement(spec, 12, parameters=None), 12)[0][:60]
-    '12 training prompts, each sampled about 67 times over 100 st'
-    >>> memorising_warning(spec, resolve_reinforcement(spec, 800, parameters=None), 800)
-    []
-    """
-    passes = resolved.total_steps * resolved.batch_size / rows
-    if rows >= 50 or passes <= 10:
-        return []
-    guard = ("the best held-out checkpoint is exported" if spec.rftkit.checkpoints.export == "best" else
-             "set rftkit.checkpoints.export: best to keep the checkpoint with the best held-out reward")
-    held_out = "Watch valid_reward_mean; " if spec.validation_file else "Add a validation_file to see it; "
-    return [f"{rows} training prompts, each sampled about {passes:.0f} times over {resolved.total_steps} steps: a "
-            f"policy can learn so few by heart (train reward rises while held-out reward falls). {held_out}{guard}, "
-            "or train fewer steps (n_epochs, rftkit.max_steps) or closer to the base (rftkit.kl.coef)"]
 
 
 def _train_loop(run: ReinforcementRun, run_log: RunLog, stop: StopRequest) -> int:

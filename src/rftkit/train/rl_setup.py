@@ -1,4 +1,5 @@
-"""What a reinforcement run is built from: its prompts, and its models (policy, reference, critic)."""
+"""What a reinforcement run is built from: its prompts (and a warning when they are few for the plan),
+and its models (policy, reference, critic)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,30 @@ def load_data(spec: JobSpec, tokenizer, grader_spec: dict, log):
         valid = valid[: spec.rftkit.eval.max_prompts]
     log(f"data: {len(train)} training prompts and {len(valid)} validation prompts, all used")
     return train, valid
+
+
+def memorising_warning(spec: JobSpec, resolved, rows: int) -> list[str]:
+    """A warning when a few prompts are each seen many times: a policy can learn them by heart
+    (train reward up, held-out reward down), and the user should know how to guard against it.
+
+    >>> from rftkit.config import parse_job
+    >>> spec = parse_job({"model": "m", "training_file": "t", "method": {"type": "reinforcement",
+    ...     "reinforcement": {"grader": {"type": "string_check", "input": "a", "reference": "a", "operation": "eq"}}}})
+    >>> from rftkit.resolved import resolve_reinforcement
+    >>> memorising_warning(spec, resolve_reinforcement(spec, 12, parameters=None), 12)[0][:60]
+    '12 training prompts, each sampled about 67 times over 100 st'
+    >>> memorising_warning(spec, resolve_reinforcement(spec, 800, parameters=None), 800)
+    []
+    """
+    passes = resolved.total_steps * resolved.batch_size / rows
+    if rows >= 50 or passes <= 10:
+        return []
+    guard = ("the best held-out checkpoint is exported" if spec.rftkit.checkpoints.export == "best" else
+             "set rftkit.checkpoints.export: best to keep the checkpoint with the best held-out reward")
+    held_out = "Watch valid_reward_mean; " if spec.validation_file else "Add a validation_file to see it; "
+    return [f"{rows} training prompts, each sampled about {passes:.0f} times over {resolved.total_steps} steps: a "
+            f"policy can learn so few by heart (train reward rises while held-out reward falls). {held_out}{guard}, "
+            "or train fewer steps (n_epochs, rftkit.max_steps) or closer to the base (rftkit.kl.coef)"]
 
 
 def build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Path | None):
