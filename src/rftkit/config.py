@@ -379,7 +379,9 @@ class AsynchronousOptions(_Section):
         "weights, then trains. 1: one step off-policy: step t+1's samples are drawn, with a copy of the weights "
         "step t starts from, while step t trains, so generation and training overlap; the samples are "
         "importance-corrected like an external engine's (rollout_correction, token level under auto). "
-        "Samples older than this many optimizer steps are dropped. Needs an in-process engine (auto, hf, lean).")
+        "Samples older than this many optimizer steps are dropped. An in-process engine (auto, hf, lean) samples "
+        "with a copy of the policy; one that samples elsewhere (--ray's actors, openai, vllm) samples the next "
+        "batch itself.")
 
 
 STOP_REASON_NAMES = Literal["completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout"]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import torch
 
+from helpers import metrics_of, run_cli, write_job
 from service_helpers import Server, create_key
 
 from rftkit.models.load import load_policy, save_policy
@@ -86,6 +87,21 @@ def test_runtime_adapters_serve_new_weights_under_a_name_for_one_project(served,
     assert refused.status_code == 400 and "adapter_config.json or config.json" in refused.json()["error"]["message"]
     outside = post(served, "/load_lora_adapter", {"lora_name": "x", "lora_path": "/usr/lib"})
     assert outside.status_code == 400 and "not a folder this project may load" in outside.json()["error"]["message"]
+
+
+def test_an_asynchronous_job_has_the_server_sample_the_next_step_while_it_trains(served, tiny_dir, tmp_path,
+                                                                                  monkeypatch):
+    server, keys = served
+    monkeypatch.setenv("ROLLOUT_KEY", keys[0])
+    job = write_job(tmp_path, tiny_dir, steps=3, engine="openai", asynchronous={"max_staleness": 1},
+                    engine_options={"base_url": f"{server.url}/v1", "api_key_env": "ROLLOUT_KEY", "timeout_s": 60})
+    result = run_cli("train", job, "--out", tmp_path / "run", "--force")
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = metrics_of(tmp_path / "run")
+    assert [m["staleness_mean"] for m in steps] == [0.0, 1.0, 1.0]  # steps 2 and 3 were sampled while 1 and 2 trained
+    assert all(m["stale_dropped_frac"] == 0.0 and "is_ratio_mean" in m for m in steps)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 3 and "pass_at_1" in summary["final"]
 
 
 def test_chat_logprobs_are_those_of_the_sampled_tokens(served, tiny_dir):

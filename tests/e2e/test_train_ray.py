@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import descendants_named, metrics_of, run_cli, write_job
+from helpers import assert_metrics_close, descendants_named, metrics_of, run_cli, write_job
 
 
 def test_a_ray_job_trains_as_one_process_does(tmp_path, tiny_dir, monkeypatch):
@@ -34,6 +34,21 @@ def test_a_ray_job_trains_as_one_process_does(tmp_path, tiny_dir, monkeypatch):
         for key, value in other.items():
             assert row[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
     assert (tmp_path / "ray" / "baseline.json").read_text() == (tmp_path / "one" / "baseline.json").read_text()
+
+
+def test_an_asynchronous_ray_job_trains_as_the_asynchronous_job_in_one_process(tmp_path, tiny_dir, monkeypatch):
+    """The rollout actors sample step t+1 while step t trains, as the in-process worker does; the
+    validation after step 2 waits for the batch in flight before it pushes new weights."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    job = write_job(tmp_path, tiny_dir, steps=3, asynchronous={"max_staleness": 1})
+    one = run_cli("train", job, "--out", tmp_path / "one", "--force")
+    on_ray = run_cli("train", job, "--out", tmp_path / "ray", "--force", "--ray")
+    assert one.returncode == 0, one.stderr
+    assert on_ray.returncode == 0, on_ray.stderr
+    mine = metrics_of(tmp_path / "ray")
+    assert_metrics_close(mine, metrics_of(tmp_path / "one"))
+    assert [r["staleness_mean"] for r in mine] == [0.0, 1.0, 1.0] and "is_ratio_mean" in mine[-1]
 
 
 def test_an_unreachable_ray_address_is_a_one_line_error(tmp_path, tiny_dir):

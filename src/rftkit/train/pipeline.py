@@ -15,6 +15,12 @@ prime-rl bound staleness the same way, by the version gap. The first step, and t
 a resume, sample synchronously (nothing was started for them), so a resumed asynchronous run
 is not sample-for-sample the uninterrupted one, unlike a synchronous run.
 
+An engine that samples elsewhere (Ray rollout actors, an OpenAI-compatible server, vLLM) is
+not copied: it samples the next batch itself, with the weights step t starts from pushed to it
+before step t trains. Any other use of it by the trainer (a refill round of dynamic sampling,
+validation, a weight push) first waits for the batch in flight (`settle`), so that weights never
+change under a batch and the engine is never called from two threads at once.
+
 Grading stays on the trainer's thread (graders need not be thread-safe). Data order: the next
 step's prompts are drawn when its sampling starts; a checkpoint records the order from before
 them, so a resumed run samples them again.
@@ -23,13 +29,12 @@ them, so a resumed run samples them again.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from rftkit.errors import RftkitError
 from rftkit.rollout.engine import EngineContext, build_engine
 from rftkit.train.timing import PhaseTimer
 from rftkit.types import Group
@@ -48,22 +53,21 @@ class Pending:
 
 
 class AsyncRollouts:
-    """The worker, its copy of the policy and engine, and the one batch in flight."""
+    """The worker, the engine it samples with, and the one batch in flight."""
 
     def __init__(self, trainer: "RLTrainer"):
-        if trainer.engine.name not in IN_PROCESS_ENGINES:
-            raise RftkitError(f"rftkit.asynchronous.max_staleness: the {trainer.engine.name} engine samples "
-                              "elsewhere; asynchronous rollouts need an in-process engine for now",
-                              fix="use engine auto, hf or lean, or max_staleness 0")
         from rftkit.train.rl import frozen_copy
 
-        self.copy = frozen_copy(trainer.model)
-        self.engine = build_engine(trainer.engine.name, EngineContext(self.copy, trainer.tokenizer))
+        self.threads = torch.get_num_threads()
+        self.shared = trainer.engine.name not in IN_PROCESS_ENGINES
+        if self.shared:  # it samples elsewhere: the trainer's own engine, used by one thread at a time
+            self.copy, self.engine = None, trainer.engine
+        else:  # a copy of the policy and an engine over it; the two threads share the cores out
+            self.copy = frozen_copy(trainer.model)
+            self.engine = build_engine(trainer.engine.name, EngineContext(self.copy, trainer.tokenizer))
+            torch.set_num_threads(max(1, self.threads // 2))  # torch runs an op on the thread that calls it
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="rftkit-rollout")
         self.pending: Pending | None = None
-        # the worker and the trainer each run their ops on their own thread: share the cores out
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, self.threads // 2))
 
     def take(self, trainer: "RLTrainer", size: int, timer: PhaseTimer) -> list[Group]:
         """This rank's groups for the step about to train: those sampled in the background
@@ -80,8 +84,9 @@ class AsyncRollouts:
         return groups
 
     def start(self, trainer: "RLTrainer", size: int) -> None:
-        self.copy.load_state_dict(trainer.model.state_dict())
-        self.engine.update_weights(self.copy, trainer.step_count)
+        if self.copy is not None:
+            self.copy.load_state_dict(trainer.model.state_dict())
+        self.engine.update_weights(self.copy or trainer.model, trainer.step_count)
         order_before = trainer.order.state_dict()
         indices = trainer.order.next_batch(size)
         step = trainer.step_count + 1
@@ -102,6 +107,12 @@ class AsyncRollouts:
         return kept, {"staleness_mean": sum(every) / max(len(every), 1),
                       "stale_dropped_frac": 1 - len(kept) / max(len(groups), 1)}
 
+    def settle(self) -> None:
+        """Wait until a shared engine has finished the batch in flight (its result is kept for
+        the step that trains on it); with an engine of its own the worker never needs waiting for."""
+        if self.shared and self.pending is not None:
+            wait([self.pending.future])
+
     def order_state(self) -> dict | None:
         """The data order a checkpoint records while a batch is in flight (None: none is)."""
         return self.pending.order_before if self.pending is not None else None
@@ -115,5 +126,6 @@ class AsyncRollouts:
                 pass
         self.pending = None
         self.worker.shutdown(wait=True)
-        self.engine.close()
+        if not self.shared:  # the trainer closes its own engine
+            self.engine.close()
         torch.set_num_threads(self.threads)

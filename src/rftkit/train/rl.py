@@ -145,9 +145,13 @@ class RLTrainer:
                                                       **self.settings.chat_template_vars)
         return self._prompt_cache[index]
 
-    def sync_engine(self) -> None:
-        """Bring the engine to the policy's current weights (a no-op when it already has them)."""
-        self.engine.update_weights(self.model, self.step_count)
+    def sync_engine(self, version: int | None = None) -> None:
+        """Bring the engine to the policy's current weights (a no-op when it already has them),
+        labelled `version` (default: the steps taken); an engine sampling the next batch in the
+        background finishes it first."""
+        if self.rollouts is not None:
+            self.rollouts.settle()
+        self.engine.update_weights(self.model, self.step_count if version is None else version)
 
     def sample(self, indices: list[int], round_: int = 0, *, engine: Engine | None = None,
                step: int | None = None) -> list[Group]:
@@ -277,7 +281,8 @@ class RLTrainer:
 
     def learn(self, groups: list[Group], timer: PhaseTimer) -> dict:
         """old_log_prob -> ref -> adv -> update_actor (-> update_critic) over the kept groups."""
-        self.engine.sleep()  # an engine on the trainer's GPU gives its memory back for the update
+        if self.rollouts is None or not self.rollouts.shared:  # (not while it samples the next batch)
+            self.engine.sleep()  # an engine on the trainer's GPU gives its memory back for the update
         device = next(self.model.parameters()).device
         batch, sampled_NC = pack([s.trajectory for g in groups for s in g.samples],
                                  [i for i, g in enumerate(groups) for _ in g.samples], self.tokenizer.pad_token_id,

@@ -299,7 +299,7 @@ class ReinforcementRun:
         load_checkpoint_weights(self.trainer.model, best.path / "model")
         # an engine holding its own copy (a server, Ray actors) gets the best weights too: the
         # version changes, so it does not skip them as already current
-        self.trainer.engine.update_weights(self.trainer.model, best.step)
+        self.trainer.sync_engine(best.step)
         self.log(f"export best: {best.path.name} (validation reward {best.valid_reward:.3f})")
 
     def ensure_checkpoint(self, step: int) -> None:

@@ -1,32 +1,40 @@
 """Asynchronous rollouts (`rftkit.asynchronous.max_staleness: 1`) on a tiny model: samples are
 one optimizer step old, tagged with the version that drew them, corrected, never staler than
-the bound, and a checkpoint taken with a batch in flight resumes on the same prompts."""
+the bound, and a checkpoint taken with a batch in flight resumes on the same prompts. An engine
+that samples elsewhere samples the next batch itself, and the trainer never races it."""
+
+import threading
 
 import pytest
+import torch
 
 from rftkit.config import parse_job
 from rftkit.graders import build_grader
 from rftkit.models.tiny import build_tiny
 from rftkit.resolved import resolve_reinforcement
+from rftkit.rollout.engine import EngineContext
+from rftkit.rollout.local import HFEngine
 from rftkit.train.pipeline import AsyncRollouts
-from rftkit.train.rl import RLTrainer
+from rftkit.train.rl import RLTrainer, frozen_copy
 from rftkit.types import Example, Grade, Group, Sample, Trajectory
 
 EXAMPLES = [Example([{"role": "user", "content": f"q{i}"}], {"i": i}) for i in range(12)]
 GRADER = {"type": "python", "name": "vowels", "source": "def grade(sample, item):\n    t = sample['output_text']\n"
                                                       "    return sum(c in 'aeiou' for c in t) / max(len(t), 1)\n"}
+RARE = {"type": "python", "name": "an e", "source": "def grade(sample, item):\n"
+                                                   "    return float('e' in sample['output_text'])\n"}
 
 
-def trainer(staleness: int = 1, steps: int = 5) -> RLTrainer:
+def trainer(staleness: int = 1, steps: int = 5, grader: dict = GRADER, **rftkit) -> RLTrainer:
     spec = parse_job({
         "model": "unused", "training_file": "unused", "seed": 1,
-        "method": {"type": "reinforcement", "reinforcement": {"grader": GRADER, "hyperparameters": {"batch_size": 4}}},
+        "method": {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"batch_size": 4}}},
         "rftkit": {"group_size": 4, "learning_rate": 1e-2, "max_steps": steps, "lengths": {"max_completion_tokens": 12},
-                   "asynchronous": {"max_staleness": staleness}},
+                   "asynchronous": {"max_staleness": staleness}, **rftkit},
     })
     model, tokenizer = build_tiny("tiny", seed=0)
     settings = resolve_reinforcement(spec, len(EXAMPLES), parameters=None)
-    return RLTrainer(model, tokenizer, build_grader(GRADER), EXAMPLES, settings)
+    return RLTrainer(model, tokenizer, build_grader(grader), EXAMPLES, settings)
 
 
 def test_samples_are_one_step_old_tagged_and_corrected():
@@ -87,15 +95,59 @@ def test_a_checkpoint_with_a_batch_in_flight_resumes_on_its_prompts():
         second.close()
 
 
-def test_an_engine_that_samples_elsewhere_is_refused():
-    from rftkit.errors import RftkitError
-    from rftkit.rollout.engine import Engine
+class Elsewhere(HFEngine):
+    """The hf engine over a copy of its own, as a server or Ray actors hold one: weights come
+    only through `update_weights`. It counts what must never happen: weights pushed while a
+    batch is being sampled, or two threads sampling at once."""
 
-    class Remote(Engine):
-        name = "openai"
+    name = "elsewhere"
+    exact_logprobs = False
 
-    asynchronous = trainer(staleness=1)
-    asynchronous.close()
-    with pytest.raises(RftkitError, match="asynchronous rollouts need an in-process engine"):
-        RLTrainer(asynchronous.model, asynchronous.tokenizer, asynchronous.grader, EXAMPLES,
-                  asynchronous.settings, engine=Remote())
+    def __init__(self, model, tokenizer):
+        super().__init__(EngineContext(frozen_copy(model), tokenizer))
+        self.lock, self.active, self.clashes, self.threads = threading.Lock(), 0, [], set()
+
+    def generate(self, *args, **kwargs):
+        with self.lock:
+            self.active += 1
+            if self.active > 1:
+                self.clashes.append("two threads sampling")
+            self.threads.add(threading.current_thread().name.split("_")[0])
+        try:
+            return super().generate(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def update_weights(self, model, version):
+        with self.lock:
+            if self.active:
+                self.clashes.append(f"weights of version {version} pushed mid-batch")
+        if version != self.version:
+            self.model.load_state_dict(model.state_dict())
+            self.version = version
+
+
+def test_an_engine_that_samples_elsewhere_samples_the_next_batch_itself_and_is_never_raced():
+    spec = {"dynamic_sampling": {"enabled": True, "max_rounds": 3}}  # refill rounds use the engine mid-step
+    run = trainer(steps=6, grader=RARE, **spec)
+    engine = Elsewhere(run.model, run.tokenizer)
+    run.close()
+    threads = torch.get_num_threads()
+    run = RLTrainer(run.model, run.tokenizer, run.grader, EXAMPLES, run.settings, engine=engine)
+    try:
+        assert run.rollouts.shared and run.rollouts.engine is engine and torch.get_num_threads() == threads
+        ages = []
+        for _ in range(5):
+            version = run.step_count
+            outcome = run.step()
+            ages.append({version - s.trajectory.policy_version for g in outcome.groups[:1] for s in g.samples})
+            in_flight = run.rollouts.pending
+            run.sync_engine()  # as validation does after a step: waits for the batch in flight, then pushes
+            assert in_flight is None or in_flight.future.done()
+            assert engine.version == run.step_count
+        assert ages == [{0}, {1}, {1}, {1}, {1}]  # the first round's groups: drawn in the background
+        assert engine.clashes == [] and engine.threads == {"MainThread", "rftkit-rollout"}
+        assert run.correction == "token"
+    finally:
+        run.close()
