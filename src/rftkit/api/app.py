@@ -48,6 +48,8 @@ class ServiceSettings(BaseModel):
     ray: str | None = Field(None, description="Where reinforcement jobs place rollout and grader actors: a Ray "
                                               "cluster's address, or 'local' (each job starts a local Ray instance "
                                               "unless $RAY_ADDRESS names one); None: in the job's own process.")
+    nproc: int = Field(1, ge=1, description="Data-parallel ranks of each reinforcement job's trainer (no more than "
+                                            "the prompts of its step); with `ray`, Ray actors on the cluster.")
 
 
 @dataclass
@@ -72,7 +74,7 @@ def build_service(settings: ServiceSettings) -> Service:
     network = NetworkPolicy.parse(settings.grader_hosts)
     store = Store(open_engine(database_url(data_dir, settings.db)))
     supervisor = Supervisor(store, data_dir, workers=settings.workers, poll=settings.poll_seconds,
-                            grader_network=network, ray=settings.ray)
+                            grader_network=network, ray=settings.ray, nproc=settings.nproc)
     return Service(settings, store, supervisor, ServingClient(), grader_network=network)
 
 

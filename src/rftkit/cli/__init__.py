@@ -47,12 +47,32 @@ def rank_prefix() -> str:
     return f"rank {os.environ.get('RANK', '0')}: " if world.isdigit() and int(world) > 1 else ""
 
 
+def lost_peer(err: RuntimeError) -> bool:
+    """Whether `err` is torch.distributed's report that a collective failed (gloo and NCCL raise
+    plain RuntimeErrors when a peer rank's connection closes): the launcher says which rank
+    ended and how, so the survivors print one line, not a traceback."""
+    import traceback
+
+    from torch.distributed import DistError
+
+    frames = traceback.extract_tb(err.__traceback__)
+    return isinstance(err, DistError) or any(f"torch{os.sep}distributed" in frame.filename for frame in frames) \
+        or any(name in str(err) for name in ("gloo", "NCCL"))
+
+
 def main() -> None:
     try:
         app()
     except RftkitError as err:
         console.quiet = False  # a data-parallel rank other than 0 is quiet, but not about its errors
         console.print(f"[red]error[/]: {rank_prefix()}{escape(str(err))}", highlight=False)
+        sys.exit(2)
+    except RuntimeError as err:
+        if not rank_prefix() or not lost_peer(err):
+            raise
+        console.quiet = False
+        console.print(f"[red]error[/]: {rank_prefix()}a collective with the other ranks failed, most likely because "
+                      f"one of them ended: {escape(str(err).splitlines()[0][-300:])}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -63,6 +63,10 @@ def serve(
         help="Run reinforcement jobs' rollouts and grading as Ray actors (docs/scale.md): on the cluster at ADDRESS "
              "(HOST:PORT of its head, ray://HOST:PORT, or auto), or 'local': each job starts a local Ray instance "
              "unless $RAY_ADDRESS names a cluster. Needs the `ray` extra of rftkit; supervised jobs are unchanged."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Train each reinforcement job as N data-parallel ranks (docs/scale.md): processes "
+        "on this machine, or with --ray the ranks as Ray actors on the cluster; a job with fewer prompts per step "
+        "gets one rank per prompt. Each of the --workers jobs takes N ranks."),
 ) -> None:
     """Serve OpenAI's fine-tuning API (files, jobs, graders, models, chat) and the dashboard."""
     import uvicorn
@@ -75,7 +79,7 @@ def serve(
                                grader_dirs=tuple(d.resolve() for d in grader_dir),
                                environment_dirs=tuple(d.resolve() for d in environment_dir),
                                grader_hosts=tuple(allow_grader_host),
-                               max_upload_bytes=max_upload_bytes, ray=ray)
+                               max_upload_bytes=max_upload_bytes, ray=ray, nproc=nproc)
     app = create_app(settings)
     engine = app.state.service.store.engine
     if not any_keys(engine) and not os.environ.get(ENV_KEY):
@@ -86,7 +90,15 @@ def serve(
         out.print(f"dashboard: http://{host}:{port}/ (enter an API key; `rftkit keys create` makes one)")
     out.print(f"OpenAI base_url: http://{host}:{port}/v1 · data in {escape(str(settings.data_dir))}")
     if ray:
-        out.print(f"reinforcement jobs place rollouts and grading on Ray ({escape(ray)})")
+        what = f"their {nproc} trainer ranks" if nproc > 1 else "rollouts and grading"
+        out.print(f"reinforcement jobs place {what} on Ray ({escape(ray)})")
+    elif nproc > 1:
+        out.print(f"reinforcement jobs train as {nproc} data-parallel ranks each")
+        cores = os.cpu_count() or 1
+        if nproc * max(workers, 1) > cores:
+            out.print(f"[yellow]warning[/]: {workers} jobs of {nproc} ranks are more processes than this machine's "
+                      f"{cores} cores: they will share cores; --nproc {max(1, cores // max(workers, 1))} is the most "
+                      "that pays", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 

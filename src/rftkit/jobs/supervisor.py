@@ -36,23 +36,49 @@ from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
 from rftkit.jobs.store import Store, new_id, now
 from rftkit.jobs.validate import validate_job
+from rftkit.scale.launch import RANKS_STOPPED
 
 PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
+ATTEMPT_MARK = "rftkit serve: attempt"  # worker.log: where each start of the job's trainer begins
 ORPHAN_WAIT_S = 120.0
 
 
-def ray_arguments(ray: str | None, method: str | None) -> list[str]:
-    """The `rftkit train` flags that put a job's rollouts and grading on Ray (`rftkit serve --ray`);
-    supervised jobs have neither, so they train as before.
+def trainer_arguments(spec: dict, ray: str | None = None, nproc: int = 1) -> list[str]:
+    """The `rftkit train` flags of `rftkit serve --ray` and `--nproc` for a job (its spec as
+    created): its rollouts and grading on Ray, its trainer as `nproc` data-parallel ranks (no more
+    than the prompts of its step), or with both the ranks as Ray actors. Supervised jobs get none.
 
-    >>> ray_arguments("10.0.0.5:6379", "reinforcement"), ray_arguments("local", "reinforcement")
-    (['--ray-address', '10.0.0.5:6379'], ['--ray'])
-    >>> ray_arguments("10.0.0.5:6379", "supervised"), ray_arguments(None, "reinforcement")
+    >>> rl = {"method": {"type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 2}}}}
+    >>> trainer_arguments(rl, "10.0.0.5:6379"), trainer_arguments(rl, "local", nproc=4)
+    (['--ray-address', '10.0.0.5:6379'], ['--ray', '--nproc', '2'])
+    >>> trainer_arguments({"method": {"type": "supervised"}}, "local", nproc=2), trainer_arguments(rl)
     ([], [])
     """
-    if ray is None or method != "reinforcement":
+    method = spec.get("method") or {}
+    if method.get("type") != "reinforcement":
         return []
-    return ["--ray"] if ray == "local" else ["--ray-address", ray]
+    flags = [] if ray is None else ["--ray"] if ray == "local" else ["--ray-address", ray]
+    batch_size = ((method.get("reinforcement") or {}).get("hyperparameters") or {}).get("batch_size")
+    ranks = min(nproc, batch_size) if isinstance(batch_size, int) and batch_size > 0 else nproc
+    return flags + (["--nproc", str(ranks)] if ranks > 1 else [])
+
+
+def descendants(root: int) -> list[int]:
+    """The processes under `root` (its children, theirs, ...), from /proc; [] where there is none.
+    A job's data-parallel ranks run in sessions of their own, so `killpg` does not reach them."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 @dataclass
@@ -81,21 +107,30 @@ def _alive_child_of(pid: int | None, run_dir: Path) -> bool:
 
 
 def last_error(log_path: Path) -> str:
-    """The one-line reason `rftkit train` printed, else the end of its log."""
+    """The one-line reason the last attempt's `rftkit train` printed, else the end of its log.
+    Under `--nproc` the launcher's closing line says which rank failed first and how; that rank's
+    own reason (`rank K: ...`), when it printed one, comes first."""
     try:
         lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "the worker left no log"
+    marks = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_MARK)]
+    lines = lines[marks[-1] + 1:] if marks else lines
     reasons = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if reasons and RANKS_STOPPED in reasons[-1]:
+        failed = reasons[-1].split(";")[0]  # "rank K of N exited with code C"
+        own = [r for r in reasons[:-1] if r.startswith(f"{' '.join(failed.split()[:2])}: ")]
+        return f"{own[-1]} ({failed})" if own else reasons[-1]
     return reasons[-1] if reasons else " | ".join(lines[-3:])[-2000:] or "the worker exited without a message"
 
 
 class Supervisor:
     def __init__(self, store: Store, data_dir: Path, workers: int = 1, poll: float = 0.5,
                  python: str = sys.executable, grader_network: NetworkPolicy = NetworkPolicy(),
-                 ray: str | None = None):
+                 ray: str | None = None, nproc: int = 1):
         self.store, self.data_dir, self.workers, self.poll, self.python = store, data_dir, workers, poll, python
         self.ray = ray  # `rftkit serve --ray`: a cluster address, "local", or None (docs/scale.md)
+        self.nproc = nproc  # `rftkit serve --nproc`: data-parallel ranks of each reinforcement job
         self.grader_network = grader_network  # handed to each trainer in its environment (graders/network.py)
         self.children: dict[str, Child] = {}
         self._stop = threading.Event()
@@ -220,10 +255,13 @@ class Supervisor:
                 self._finished(self.store.job(job_id), code)
 
     def _cancel(self, child: Child) -> None:
+        trainers = [child.process.pid]
         if child.process.poll() is None:
+            trainers += descendants(child.process.pid)  # data-parallel ranks: they die with it (PDEATHSIG)
             os.killpg(child.process.pid, signal.SIGKILL)  # the trainer and what shares its group
             child.process.wait()
-        remove_leftovers(child.process.pid)  # its grader sandboxes, in sessions of their own, and their cgroups
+        for pid in trainers:  # grader sandboxes, in sessions of their own, and their cgroups
+            remove_leftovers(pid)
         for leftover in child.run_dir.glob(".tmp-checkpoint-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         self.store.update_job(child.job_id, pid=None)
@@ -272,8 +310,10 @@ class Supervisor:
                          attempts=job["attempts"] + 1):
             return
         command = [self.python, "-m", "rftkit.cli", "train", str(run_dir.parent / "job.yaml"), "--out", str(run_dir)]
-        command += ray_arguments(self.ray, (job["spec"].get("method") or {}).get("type"))
+        command += trainer_arguments(job["spec"], self.ray, self.nproc)
         log = (run_dir.parent / "worker.log").open("a", encoding="utf-8")
+        log.write(f"{ATTEMPT_MARK} {job['attempts'] + 1}: {' '.join(command[2:])}\n")
+        log.flush()
         process = subprocess.Popen(command + (["--resume"] if step is not None else []), stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    preexec_fn=_die_with_parent, env=self._worker_env())

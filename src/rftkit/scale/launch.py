@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 PAUSED_EXIT = 3  # `rftkit train` exits 3 when the job paused with a checkpoint
+RANKS_STOPPED = "the other ranks were stopped"  # in the line a failed job ends with (`rftkit serve` reads it)
 
 
 def free_port() -> int:
@@ -115,7 +116,7 @@ def _watch(ranks: list, grace_s: float, log: Callable[[str], None], describe: Ca
         failed = next(((i, c) for i, c in enumerate(codes) if c not in (0, PAUSED_EXIT)), None)
     if failed is not None:
         index, code = failed
-        log(f"error: rank {index} of {len(ranks)} {describe(code)}; the other ranks were stopped. "
+        log(f"error: rank {index} of {len(ranks)} {describe(code)}; {RANKS_STOPPED}. "
             "The last checkpoint in --out stays: continue with --resume")
         return code if code > 0 else 1
     return PAUSED_EXIT if PAUSED_EXIT in codes else 0
