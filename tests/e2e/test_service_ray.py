@@ -1,7 +1,7 @@
 """`rftkit serve --ray`: the service's reinforcement jobs place rollouts and grading on Ray.
 
 With `--ray local`, a job started over the API trains on a real local Ray instance (its worker
-log says so) and succeeds; with an address nothing answers at, the job fails with the
+log says so) and succeeds, also as 2 trainer ranks on Ray actors (`--nproc 2`); with an address nothing answers at, the job fails with the
 one-line error of `rftkit train --ray-address`, as its error, not a hang.
 """
 
@@ -15,11 +15,11 @@ import pytest
 from service_helpers import Server, create_key, reinforcement_method, rftkit_block, wait_for, write_rl_files
 
 
-def served(tmp_path, tiny_dir, ray: str):
+def served(tmp_path, tiny_dir, ray: str, *args: str):
     data_dir = tmp_path / "data"
     shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
     key = create_key(data_dir)
-    server = Server(data_dir, args=("--ray", ray), env={"RAY_ADDRESS": ""}).start()
+    server = Server(data_dir, args=("--ray", ray, *args), env={"RAY_ADDRESS": ""}).start()
     return server, openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
 
 
@@ -40,6 +40,18 @@ def test_a_served_job_trains_on_a_local_ray_instance(tmp_path, tiny_dir):
         assert job.status == "succeeded", job.error
         log = next((tmp_path / "data" / "jobs").glob("*/worker.log")).read_text()
         assert "on Ray: 2 rollout and 1 grader actors" in log
+    finally:
+        server.stop()
+
+
+def test_a_served_job_trains_as_two_ranks_on_ray_actors(tmp_path, tiny_dir):
+    pytest.importorskip("ray")
+    server, client = served(tmp_path, tiny_dir, "local", "--nproc", "2")
+    try:
+        job = finished_job(client, tmp_path, steps=2)
+        assert job.status == "succeeded", job.error
+        log = next((tmp_path / "data" / "jobs").glob("*/worker.log")).read_text()
+        assert "starting 2 data-parallel ranks on Ray, one actor of 1 CPU each" in log
     finally:
         server.stop()
 
