@@ -88,6 +88,9 @@ class Engine:
 
     name: ClassVar[str] = ""
     exact_logprobs: ClassVar[bool] = False  # True: sampling log-probs equal the trainer's to float error
+    # True: it samples from weights of its own (a server, vLLM, Ray actors) that only
+    # `update_weights` changes, so it may sample while the trainer updates the policy
+    holds_own_weights: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.version: int | None = None

@@ -46,6 +46,7 @@ RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})  # not 409: rftkit serv
 @register_engine("openai")
 class OpenAIEngine(Engine):
     exact_logprobs = False
+    holds_own_weights = True
 
     def __init__(self, context: EngineContext):
         super().__init__()

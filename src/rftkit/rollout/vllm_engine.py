@@ -55,6 +55,7 @@ def _load_weights(worker, weights: list[tuple[str, torch.Tensor]]) -> None:
 @register_engine("vllm")
 class VLLMEngine(Engine):
     exact_logprobs = False
+    holds_own_weights = True
 
     def __init__(self, context: EngineContext):
         super().__init__()

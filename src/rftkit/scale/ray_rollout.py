@@ -87,6 +87,7 @@ class RayEngine(Engine):
     """`generate` on N rollout actors; the tokens of the in-process engine for the same seed."""
 
     name = "ray"
+    holds_own_weights = True
 
     def __init__(self, placement: Placement, bundles: list[int], *, model: torch.nn.Module, tokenizer: Any,
                  engine_name: str, calls: CallPolicy):

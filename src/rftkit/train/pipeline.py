@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rftkit.errors import RftkitError
 from rftkit.rollout.engine import EngineContext, build_engine
 from rftkit.train.timing import PhaseTimer
 from rftkit.types import Group
@@ -60,6 +61,11 @@ class AsyncRollouts:
 
         self.threads = torch.get_num_threads()
         self.shared = trainer.engine.name not in IN_PROCESS_ENGINES
+        if self.shared and not trainer.engine.holds_own_weights:
+            raise RftkitError(f"rftkit.asynchronous.max_staleness: the {trainer.engine.name} engine does not say it "
+                              "samples from weights of its own (Engine.holds_own_weights), so it cannot sample "
+                              "while the policy trains", fix="use engine auto, hf, lean, openai or vllm, or "
+                              "max_staleness 0")
         if self.shared:  # it samples elsewhere: the trainer's own engine, used by one thread at a time
             self.copy, self.engine = None, trainer.engine
         else:  # a copy of the policy and an engine over it; the two threads share the cores out
@@ -112,6 +118,16 @@ class AsyncRollouts:
         the step that trains on it); with an engine of its own the worker never needs waiting for."""
         if self.shared and self.pending is not None:
             wait([self.pending.future])
+
+    @property
+    def sampling_elsewhere(self) -> bool:
+        """Whether a shared engine has a batch in flight (so it must not sleep, or get weights)."""
+        return self.shared and self.pending is not None
+
+    def discard(self) -> None:
+        """Drop the batch in flight (after a failed step: its prompts are drawn again)."""
+        self.settle()
+        self.pending = None
 
     def order_state(self) -> dict | None:
         """The data order a checkpoint records while a batch is in flight (None: none is)."""

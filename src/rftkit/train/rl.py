@@ -201,11 +201,15 @@ class RLTrainer:
 
     def rollout(self, timer: PhaseTimer) -> Draw:
         """`draw`, all or nothing: when the engine fails, the data order and sampling RNG are
-        put back, so that the step runs again as if it had never started."""
-        order, generator = self.order.state_dict(), self.generator.get_state()
+        put back, so that the step runs again as if it had never started (with asynchronous
+        rollouts: from before this step's prompts, drawn when their sampling started)."""
+        order = (self.rollouts and self.rollouts.order_state()) or self.order.state_dict()
+        generator = self.generator.get_state()
         try:
             return self.draw(timer)
         except EngineUnavailable:
+            if self.rollouts is not None:
+                self.rollouts.discard()
             self.order = DataOrder.from_state(order)
             self.generator.set_state(generator)
             raise
@@ -281,7 +285,7 @@ class RLTrainer:
 
     def learn(self, groups: list[Group], timer: PhaseTimer) -> dict:
         """old_log_prob -> ref -> adv -> update_actor (-> update_critic) over the kept groups."""
-        if self.rollouts is None or not self.rollouts.shared:  # (not while it samples the next batch)
+        if self.rollouts is None or not self.rollouts.sampling_elsewhere:  # (not while it samples the next batch)
             self.engine.sleep()  # an engine on the trainer's GPU gives its memory back for the update
         device = next(self.model.parameters()).device
         batch, sampled_NC = pack([s.trajectory for g in groups for s in g.samples],

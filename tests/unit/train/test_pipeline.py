@@ -4,6 +4,7 @@ the bound, and a checkpoint taken with a batch in flight resumes on the same pro
 that samples elsewhere samples the next batch itself, and the trainer never races it."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from rftkit.config import parse_job
 from rftkit.graders import build_grader
 from rftkit.models.tiny import build_tiny
 from rftkit.resolved import resolve_reinforcement
-from rftkit.rollout.engine import EngineContext
+from rftkit.rollout.engine import EngineContext, EngineUnavailable
 from rftkit.rollout.local import HFEngine
 from rftkit.train.pipeline import AsyncRollouts
 from rftkit.train.rl import RLTrainer, frozen_copy
@@ -103,17 +104,24 @@ class Elsewhere(HFEngine):
     name = "elsewhere"
     exact_logprobs = False
 
+    holds_own_weights = True
+
     def __init__(self, model, tokenizer):
         super().__init__(EngineContext(frozen_copy(model), tokenizer))
         self.lock, self.active, self.clashes, self.threads = threading.Lock(), 0, [], set()
+        self.in_flight = threading.Event()  # set when the worker starts a batch
 
     def generate(self, *args, **kwargs):
+        thread = threading.current_thread().name.split("_")[0]
         with self.lock:
             self.active += 1
             if self.active > 1:
                 self.clashes.append("two threads sampling")
-            self.threads.add(threading.current_thread().name.split("_")[0])
+            self.threads.add(thread)
         try:
+            if thread == "rftkit-rollout":
+                self.in_flight.set()
+                time.sleep(0.3)  # so that the trainer's next use of the engine certainly finds a batch in flight
             return super().generate(*args, **kwargs)
         finally:
             with self.lock:
@@ -143,11 +151,56 @@ def test_an_engine_that_samples_elsewhere_samples_the_next_batch_itself_and_is_n
             outcome = run.step()
             ages.append({version - s.trajectory.policy_version for g in outcome.groups[:1] for s in g.samples})
             in_flight = run.rollouts.pending
+            if in_flight is not None:
+                assert engine.in_flight.wait(10)
+                engine.in_flight.clear()
             run.sync_engine()  # as validation does after a step: waits for the batch in flight, then pushes
             assert in_flight is None or in_flight.future.done()
             assert engine.version == run.step_count
         assert ages == [{0}, {1}, {1}, {1}, {1}]  # the first round's groups: drawn in the background
         assert engine.clashes == [] and engine.threads == {"MainThread", "rftkit-rollout"}
         assert run.correction == "token"
+    finally:
+        run.close()
+
+
+def test_an_engine_that_neither_runs_here_nor_holds_its_own_weights_is_refused():
+    from rftkit.errors import RftkitError
+    from rftkit.rollout.engine import Engine
+
+    class OverTheLivePolicy(Engine):
+        name = "custom"
+
+    asynchronous = trainer(staleness=1)
+    asynchronous.close()
+    with pytest.raises(RftkitError, match="does not say it samples from weights of its own"):
+        RLTrainer(asynchronous.model, asynchronous.tokenizer, asynchronous.grader, EXAMPLES,
+                  asynchronous.settings, engine=OverTheLivePolicy())
+
+
+class FailsOnTheTrainersThread(Elsewhere):
+    """Stops answering the trainer's own calls (a refill round) once `down` is set."""
+
+    down = False
+
+    def generate(self, *args, **kwargs):
+        if self.down and threading.current_thread() is threading.main_thread():
+            raise EngineUnavailable("the server stopped answering")
+        return super().generate(*args, **kwargs)
+
+
+def test_a_step_that_fails_midway_puts_back_the_prompts_drawn_for_it_in_the_background():
+    run = trainer(steps=6, grader=RARE, dynamic_sampling={"enabled": True, "max_rounds": 3})
+    engine = FailsOnTheTrainersThread(run.model, run.tokenizer)
+    run.close()
+    run = RLTrainer(run.model, run.tokenizer, run.grader, EXAMPLES, run.settings, engine=engine)
+    try:
+        run.step()  # synchronous, and starts step 2's batch
+        before_step_2 = run.rollouts.pending.order_before
+        engine.down = True
+        with pytest.raises(EngineUnavailable):
+            run.step()  # its background batch arrives; a refill round fails, with step 3's batch in flight
+        assert run.rollouts.pending is None and run.step_count == 1
+        assert run.state_dict()["order"] == before_step_2  # a resume samples step 2's prompts again
     finally:
         run.close()
