@@ -47,17 +47,21 @@ def rank_prefix() -> str:
     return f"rank {os.environ.get('RANK', '0')}: " if world.isdigit() and int(world) > 1 else ""
 
 
+# what gloo and NCCL say when a peer rank's process or connection went away
+PEER_LOST = ("closed by peer", "reset by peer", "Broken pipe", "remote process exited", "communicator was aborted")
+
+
 def lost_peer(err: RuntimeError) -> bool:
-    """Whether `err` is torch.distributed's report that a collective failed (gloo and NCCL raise
-    plain RuntimeErrors when a peer rank's connection closes): the launcher says which rank
-    ended and how, so the survivors print one line, not a traceback."""
-    import traceback
+    """Whether `err` is torch.distributed's report that a peer rank went away (gloo and NCCL raise
+    plain RuntimeErrors for it). The launcher says which rank ended and how, so a survivor prints
+    one line; any other error of a collective (a bug) keeps its traceback.
 
-    from torch.distributed import DistError
+    >>> lost_peer(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:51928")), lost_peer(RuntimeError())
+    (True, False)
+    """
+    from torch.distributed import DistNetworkError
 
-    frames = traceback.extract_tb(err.__traceback__)
-    return isinstance(err, DistError) or any(f"torch{os.sep}distributed" in frame.filename for frame in frames) \
-        or any(name in str(err) for name in ("gloo", "NCCL"))
+    return isinstance(err, DistNetworkError) or any(sign in str(err) for sign in PEER_LOST)
 
 
 def main() -> None:
@@ -70,10 +74,13 @@ def main() -> None:
     except RuntimeError as err:
         if not rank_prefix() or not lost_peer(err):
             raise
+        from rftkit.scale.launch import LOST_PEER_EXIT
+
         console.quiet = False
-        console.print(f"[red]error[/]: {rank_prefix()}a collective with the other ranks failed, most likely because "
-                      f"one of them ended: {escape(str(err).splitlines()[0][-300:])}", highlight=False)
-        sys.exit(2)
+        first = (str(err).splitlines() or [type(err).__name__])[0][-300:]
+        console.print(f"[red]error[/]: {rank_prefix()}another rank went away during a collective: {escape(first)}",
+                      highlight=False)
+        sys.exit(LOST_PEER_EXIT)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)

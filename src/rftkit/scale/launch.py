@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 PAUSED_EXIT = 3  # `rftkit train` exits 3 when the job paused with a checkpoint
+LOST_PEER_EXIT = 4  # a rank that stopped because another went away (`rftkit.cli.lost_peer`): not the cause
 RANKS_STOPPED = "the other ranks were stopped"  # in the line a failed job ends with (`rftkit serve` reads it)
 
 
@@ -74,15 +75,24 @@ def supervise(ranks: list, grace_s: float, log: Callable[[str], None], *, descri
               pump: Callable[[], None] = lambda: None) -> int:
     """Watch running ranks until every one has ended, forwarding SIGTERM and Ctrl-C to them; the
     job's exit code. A rank is anything with Popen's `poll`, `send_signal`, `kill` and `wait`
-    (a child process, or a Ray actor's, `scale/ray_ranks.py`); `pump()` runs between polls."""
+    (a child process, or a Ray actor's, `scale/ray_ranks.py`); `pump()` runs between polls.
+    Once a pause was forwarded, a rank that SIGTERM ended (it was past its training loop, or not
+    yet in it) counts as paused, as one process ended so counts for `rftkit serve`."""
+    paused: list[int] = []
+
     def forward(signum, frame) -> None:
+        paused.append(signum)
         for rank in ranks:
             if rank.poll() is None:
                 rank.send_signal(signal.SIGTERM)  # each rank pauses after its step
 
+    def code_of(rank) -> int | None:
+        code = rank.poll()
+        return PAUSED_EXIT if code == -signal.SIGTERM and paused else code
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _watch(ranks, grace_s, log, describe, pump)
+        return _watch(ranks, grace_s, log, describe, pump, code_of)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -93,29 +103,35 @@ def supervise(ranks: list, grace_s: float, log: Callable[[str], None], *, descri
 
 
 def _watch(ranks: list, grace_s: float, log: Callable[[str], None], describe: Callable[[int], str],
-           pump: Callable[[], None]) -> int:
-    """Wait for every rank; once one fails, give the others `grace_s` to notice, then kill them."""
-    failed: tuple[int, int] | None = None
+           pump: Callable[[], None], code_of: Callable[[object], int | None]) -> int:
+    """Wait for every rank; once one fails, give the others `grace_s` to notice, then kill them.
+    The failure reported is the first seen, but a rank that only lost a peer (LOST_PEER_EXIT)
+    gives way to one that failed for a reason of its own; ranks killed here are no reason."""
+    failures: dict[int, int] = {}  # rank: exit code, in the order seen
+    killed: set[int] = set()
     deadline = None
     while any(rank.poll() is None for rank in ranks):
         pump()
-        if failed is None:
-            for index, rank in enumerate(ranks):
-                code = rank.poll()
-                if code not in (None, 0, PAUSED_EXIT):
-                    failed, deadline = (index, code), time.monotonic() + grace_s
-                    break
+        for index, rank in enumerate(ranks):
+            code = code_of(rank)
+            if code not in (None, 0, PAUSED_EXIT) and index not in killed:
+                failures.setdefault(index, code)
+                deadline = deadline or time.monotonic() + grace_s
         if deadline is not None and time.monotonic() > deadline:
-            for rank in ranks:
+            for index, rank in enumerate(ranks):
                 if rank.poll() is None:
+                    killed.add(index)
                     rank.kill()
         time.sleep(0.1)
     pump()
-    codes = [rank.wait() for rank in ranks]
-    if failed is None:
-        failed = next(((i, c) for i, c in enumerate(codes) if c not in (0, PAUSED_EXIT)), None)
-    if failed is not None:
-        index, code = failed
+    for rank in ranks:
+        rank.wait()
+    codes = [code_of(rank) for rank in ranks]
+    for index, code in enumerate(codes):
+        if code not in (0, PAUSED_EXIT) and index not in killed:
+            failures.setdefault(index, code)
+    if failures:
+        index, code = next(((i, c) for i, c in failures.items() if c != LOST_PEER_EXIT), next(iter(failures.items())))
         log(f"error: rank {index} of {len(ranks)} {describe(code)}; {RANKS_STOPPED}. "
             "The last checkpoint in --out stays: continue with --resume")
         return code if code > 0 else 1

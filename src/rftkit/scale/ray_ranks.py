@@ -179,8 +179,8 @@ def _run(ray: Any, placement: Any, args: list[str], nproc: int, options: RayOpti
 
     def pump() -> None:
         for k, rank in enumerate(ranks):
-            for line in rank.read():
-                log(line if k == 0 else f"rank {k}: {line}")
+            for line in rank.read():  # (a rank's error names the rank already: `rftkit.cli.rank_prefix`)
+                log(line if k == 0 or line.startswith(f"error: rank {k}: ") else f"rank {k}: {line}")
 
     def describe(code: int) -> str:
         if code == RankOnRay.DIED:
