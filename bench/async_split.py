@@ -4,7 +4,8 @@
 
 Trains the bench's S preset (the warm-started base of `grpo_common.prepare`, the same GRPO
 settings as `grpo_sides.rftkit_job`) with `rftkit train` five ways, one after another on this
-machine, and prints the median seconds per step (the first step left out) with its phases:
+machine, and prints the median seconds per step (the first step left out), as a ratio to the
+synchronous one-process run of the same invocation, with its phases:
 
 - `sync`: one process, generation then update, every thread on each;
 - `async`: one process, a worker thread samples step t+1 while step t trains (half the threads each);
@@ -74,12 +75,15 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prepared = prepare(args.work, "S")
-    print(f"| way | s/step | {' | '.join(p.removeprefix('time_') for p in PHASES)} | train reward, last 5 steps |")
-    print("|---|---:|" + "---:|" * len(PHASES) + "---:|")
+    print(f"| way | s/step | over sync's | {' | '.join(p.removeprefix('time_') for p in PHASES)} "
+          "| train reward, last 5 steps |")
+    print("|---|---:|---:|" + "---:|" * len(PHASES) + "---:|")
+    sync = None
     for name in WAYS:
         f = train(args.work, name, job_file(args.work, name, args.steps, prepared))
-        print(f"| {name} | {f['time_step']:.3f} | {' | '.join(f'{f[p]:.3f}' for p in PHASES)} | {f['reward']:.3f} |",
-              flush=True)
+        sync = sync or f["time_step"]
+        print(f"| {name} | {f['time_step']:.3f} | {f['time_step'] / sync:.2f}x | "
+              f"{' | '.join(f'{f[p]:.3f}' for p in PHASES)} | {f['reward']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

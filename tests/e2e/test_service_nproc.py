@@ -2,8 +2,9 @@
 
 A job created over the API trains as 2 ranks; pausing it pauses both after their step with
 rank 0's checkpoint, resuming finishes it with each step once, and its metrics are those of the
-same job trained in one process. Cancelling a job stops every rank, and a rank that dies fails
-the job with the rank's own reason as its error.
+same job trained in one process. Cancelling a job stops every rank, a rank that dies fails the
+job with the launcher's verdict as its error, and a job with fewer prompts a step than ranks
+gets one rank per prompt.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def service(tmp_path_factory, tiny_dir):
     server.stop()
 
 
-def start_job(client, folder, steps: int):
+def start_job(client, folder, steps: int, batch_size: int = 4):
     train, _ = write_rl_files(folder)
     training = client.files.create(file=train.open("rb"), purpose="fine-tune")
-    return client.fine_tuning.jobs.create(model="tiny", training_file=training.id, seed=5,
-                                          method=reinforcement_method(eval_interval=3),
+    method = reinforcement_method(eval_interval=3)
+    method["reinforcement"]["hyperparameters"]["batch_size"] = batch_size
+    return client.fine_tuning.jobs.create(model="tiny", training_file=training.id, seed=5, method=method,
                                           extra_body={"rftkit": rftkit_block(steps, eval={"k": 4, "baseline": False})})
 
 
@@ -51,7 +53,7 @@ def steps_of(client, job_id: str) -> list[int]:
 
 def test_a_job_of_two_ranks_pauses_resumes_and_trains_as_one_process(service, tmp_path):
     server, client, root = service
-    job = start_job(client, root / "files-pause", steps=6)
+    job = start_job(client, root / "files-pause", steps=30)
     wait_for(lambda: len(steps_of(client, job.id)) >= 2, what="two steps")
     assert len(trainers_of(job.id)) >= 3  # the launcher and its two ranks
     assert client.fine_tuning.jobs.pause(job.id).status == "pausing"
@@ -59,7 +61,7 @@ def test_a_job_of_two_ranks_pauses_resumes_and_trains_as_one_process(service, tm
     assert not trainers_of(job.id)
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
     wait_for(lambda: status(client, job.id, "succeeded"), timeout=300, what="the resumed job to finish")
-    assert steps_of(client, job.id) == list(range(1, 7))  # each step once, across the pause
+    assert steps_of(client, job.id) == list(range(1, 31))  # each step once, across the pause
 
     job_dir = root / "data" / "jobs" / job.id
     log = (job_dir / "worker.log").read_text()
@@ -96,3 +98,11 @@ def test_a_rank_that_dies_fails_the_job_with_the_reason(service):
     assert failed.error.code == "training_failed"
     assert "rank 1 of 2 was killed by SIGKILL" in failed.error.message, failed.error.message
     wait_for(lambda: not trainers_of(job.id), timeout=30, what="the other rank to be stopped")
+
+
+def test_a_job_with_one_prompt_a_step_trains_in_one_process(service):
+    server, client, root = service
+    job = start_job(client, root / "files-one", steps=1, batch_size=1)
+    wait_for(lambda: status(client, job.id, "succeeded"), what="the job to finish")
+    log = (root / "data" / "jobs" / job.id / "worker.log").read_text()
+    assert "data-parallel ranks" not in log and "--nproc" not in log

@@ -35,7 +35,7 @@ from rftkit.jobs import runs
 from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
 from rftkit.jobs.store import Store, new_id, now
-from rftkit.jobs.validate import validate_job
+from rftkit.jobs.validate import PLAN_FILE, validate_job
 from rftkit.scale.launch import RANKS_STOPPED
 
 PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
@@ -43,23 +43,22 @@ ATTEMPT_MARK = "rftkit serve: attempt"  # worker.log: where each start of the jo
 ORPHAN_WAIT_S = 120.0
 
 
-def trainer_arguments(spec: dict, ray: str | None = None, nproc: int = 1) -> list[str]:
+def trainer_arguments(spec: dict, ray: str | None = None, nproc: int = 1, batch_size: int | None = None) -> list[str]:
     """The `rftkit train` flags of `rftkit serve --ray` and `--nproc` for a job (its spec as
     created): its rollouts and grading on Ray, its trainer as `nproc` data-parallel ranks (no more
-    than the prompts of its step), or with both the ranks as Ray actors. Supervised jobs get none.
+    than the `batch_size` prompts of its step, as validation resolved it), or with both the ranks
+    as Ray actors. Supervised jobs get none.
 
-    >>> rl = {"method": {"type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 2}}}}
-    >>> trainer_arguments(rl, "10.0.0.5:6379"), trainer_arguments(rl, "local", nproc=4)
+    >>> rl = {"method": {"type": "reinforcement"}}
+    >>> trainer_arguments(rl, "10.0.0.5:6379"), trainer_arguments(rl, "local", nproc=4, batch_size=2)
     (['--ray-address', '10.0.0.5:6379'], ['--ray', '--nproc', '2'])
     >>> trainer_arguments({"method": {"type": "supervised"}}, "local", nproc=2), trainer_arguments(rl)
     ([], [])
     """
-    method = spec.get("method") or {}
-    if method.get("type") != "reinforcement":
+    if (spec.get("method") or {}).get("type") != "reinforcement":
         return []
     flags = [] if ray is None else ["--ray"] if ray == "local" else ["--ray-address", ray]
-    batch_size = ((method.get("reinforcement") or {}).get("hyperparameters") or {}).get("batch_size")
-    ranks = min(nproc, batch_size) if isinstance(batch_size, int) and batch_size > 0 else nproc
+    ranks = min(nproc, batch_size) if batch_size else nproc
     return flags + (["--nproc", str(ranks)] if ranks > 1 else [])
 
 
@@ -79,6 +78,19 @@ def descendants(root: int) -> list[int]:
         found += children
         frontier = children
     return found
+
+
+def kill_trainer(pid: int) -> None:
+    """SIGKILL a job's trainer and what shares its process group; its data-parallel ranks die
+    with it (PDEATHSIG); then remove the grader sandboxes any of them started, which live in
+    sessions of their own, and their cgroups. Ranks on other Ray nodes clean up with their actor."""
+    trainers = [pid, *descendants(pid)]
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for trainer in trainers:
+        remove_leftovers(trainer)
 
 
 @dataclass
@@ -168,9 +180,8 @@ class Supervisor:
             try:
                 child.process.wait(ORPHAN_WAIT_S)
             except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
+                kill_trainer(child.process.pid)
                 child.process.wait()
-                remove_leftovers(child.process.pid)
             self._ingest(self.store.job(job_id))
             child.log.close()
             code = child.process.returncode
@@ -190,7 +201,7 @@ class Supervisor:
             while _alive_child_of(job["pid"], run_dir) and time.monotonic() < deadline:
                 time.sleep(0.2)  # it got SIGTERM when the server died and is writing a checkpoint
             if _alive_child_of(job["pid"], run_dir):
-                os.killpg(job["pid"], signal.SIGKILL)  # its own group, started by this service
+                kill_trainer(job["pid"])  # its own group, started by this service
             self._ingest(job)
             summary = runs.read_json(run_dir / "summary.json") or {}
             if summary.get("status") == "succeeded" and (run_dir / "model").is_dir():
@@ -255,13 +266,11 @@ class Supervisor:
                 self._finished(self.store.job(job_id), code)
 
     def _cancel(self, child: Child) -> None:
-        trainers = [child.process.pid]
         if child.process.poll() is None:
-            trainers += descendants(child.process.pid)  # data-parallel ranks: they die with it (PDEATHSIG)
-            os.killpg(child.process.pid, signal.SIGKILL)  # the trainer and what shares its group
+            kill_trainer(child.process.pid)
             child.process.wait()
-        for pid in trainers:  # grader sandboxes, in sessions of their own, and their cgroups
-            remove_leftovers(pid)
+        else:
+            remove_leftovers(child.process.pid)
         for leftover in child.run_dir.glob(".tmp-checkpoint-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         self.store.update_job(child.job_id, pid=None)
@@ -310,7 +319,8 @@ class Supervisor:
                          attempts=job["attempts"] + 1):
             return
         command = [self.python, "-m", "rftkit.cli", "train", str(run_dir.parent / "job.yaml"), "--out", str(run_dir)]
-        command += trainer_arguments(job["spec"], self.ray, self.nproc)
+        plan = runs.read_json(run_dir.parent / PLAN_FILE) or {}
+        command += trainer_arguments(job["spec"], self.ray, self.nproc, plan.get("batch_size"))
         log = (run_dir.parent / "worker.log").open("a", encoding="utf-8")
         log.write(f"{ATTEMPT_MARK} {job['attempts'] + 1}: {' '.join(command[2:])}\n")
         log.flush()

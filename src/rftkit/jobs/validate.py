@@ -14,6 +14,9 @@ from rftkit.graders.network import NetworkPolicy
 from rftkit.graders.templates import item_fields
 
 
+PLAN_FILE = "plan.json"  # beside job.yaml: the resolved steps and batch size
+
+
 def _rows(path: str, purpose: str, required: set[str], name: str) -> int:
     checked = check_dataset(path, purpose, required_fields=required)
     if checked.errors:
@@ -24,7 +27,7 @@ def _rows(path: str, purpose: str, required: set[str], name: str) -> int:
 
 
 def validate_job(job: dict, data_dir: Path) -> int:
-    """Check the job's files; write DATA_DIR/jobs/<id>/job.yaml; return the run's total steps."""
+    """Check the job's files; write DATA_DIR/jobs/<id>/job.yaml and plan.json; return the run's total steps."""
     spec = parse_job(job["spec"], job["id"])
     purpose = spec.method.type
     grader = spec.method.reinforcement.grader if spec.method.reinforcement else None
@@ -34,14 +37,14 @@ def validate_job(job: dict, data_dir: Path) -> int:
     if spec.validation_file:
         _rows(spec.validation_file, purpose, required, body["validation_file"])
     # the plan's length does not depend on the model's size (only the learning rate does)
-    if purpose == "reinforcement":
-        total = resolve_reinforcement(spec, rows, parameters=None).total_steps
-    else:
-        total = resolve_supervised(spec, rows, parameters=None).total_steps
+    resolve = resolve_reinforcement if purpose == "reinforcement" else resolve_supervised
+    plan = resolve(spec, rows, parameters=None)
     folder = Path(job["run_dir"]).parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "job.yaml").write_text(json.dumps(job["spec"], indent=1) + "\n")  # JSON is YAML
-    return total
+    # what launching it needs to know (`rftkit serve --nproc` gives no more ranks than prompts a step)
+    (folder / PLAN_FILE).write_text(json.dumps({"total_steps": plan.total_steps, "batch_size": plan.batch_size}))
+    return plan.total_steps
 
 
 # ----------------------------------------------------------------------------- at creation
