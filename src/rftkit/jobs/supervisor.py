@@ -36,9 +36,8 @@ from rftkit.jobs.models import fine_tuned_name
 from rftkit.jobs.states import ACTIVE, JobConflict
 from rftkit.jobs.store import Store, new_id, now
 from rftkit.jobs.validate import PLAN_FILE, validate_job
-from rftkit.scale.launch import RANKS_STOPPED
+from rftkit.scale.launch import PAUSED_EXIT, RANKS_STOPPED
 
-PAUSED_EXIT = 3  # `rftkit train` stopped with a checkpoint
 ATTEMPT_MARK = "rftkit serve: attempt"  # worker.log: where each start of the job's trainer begins
 ORPHAN_WAIT_S = 120.0
 

@@ -113,16 +113,16 @@ class AsyncRollouts:
         return kept, {"staleness_mean": sum(every) / max(len(every), 1),
                       "stale_dropped_frac": 1 - len(kept) / max(len(groups), 1)}
 
-    def settle(self) -> None:
-        """Wait until a shared engine has finished the batch in flight (its result is kept for
-        the step that trains on it); with an engine of its own the worker never needs waiting for."""
-        if self.shared and self.pending is not None:
-            wait([self.pending.future])
-
     @property
     def sampling_elsewhere(self) -> bool:
         """Whether a shared engine has a batch in flight (so it must not sleep, or get weights)."""
         return self.shared and self.pending is not None
+
+    def settle(self) -> None:
+        """Wait until a shared engine has finished the batch in flight (its result is kept for
+        the step that trains on it); with an engine of its own the worker never needs waiting for."""
+        if self.sampling_elsewhere:
+            wait([self.pending.future])
 
     def discard(self) -> None:
         """Drop the batch in flight (after a failed step: its prompts are drawn again)."""
