@@ -64,23 +64,16 @@ def metrics_of(run_dir):
 def descendants_named(root: int, prefix: bytes) -> list[int]:
     """Processes under `root` whose command line starts with `prefix` (Ray names an actor's
     process `ray::ClassName`)."""
-    parents, names = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                names[int(entry.name)] = (entry / "cmdline").read_bytes()
-            except (OSError, IndexError):
-                continue
+    from rftkit.jobs.supervisor import descendants
 
-    def under(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == root:
-                return True
-        return False
-
-    return [pid for pid, name in names.items() if name.startswith(prefix) and under(pid)]
+    found = []
+    for pid in descendants(root):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(prefix):
+                found.append(pid)
+        except OSError:
+            continue  # it ended meanwhile
+    return found
 
 
 def assert_metrics_close(mine: list[dict], theirs: list[dict]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,6 +83,20 @@ def create_key(data_dir: Path, project: str = "default") -> str:
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def serve_tiny(data_dir: Path, tiny_dir: Path, **server) -> tuple[Server, str]:
+    """A started `rftkit serve` over `data_dir`, with the tiny model as `tiny` and a key of project
+    'default'; `server` goes to `Server` (workers, env, args)."""
+    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
+    key = create_key(data_dir)
+    return Server(data_dir, **server).start(), key
+
+
+def openai_client(server: Server, key: str):
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
 
 
 def write_rl_files(folder: Path) -> tuple[Path, Path]:

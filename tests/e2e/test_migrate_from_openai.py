@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import re
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import openai
 import pytest
 
 from rftkit.config import parse_job
-from service_helpers import Server, create_key, metrics_steps
+from service_helpers import metrics_steps, serve_tiny
 
 GUIDE = Path(__file__).parents[2] / "docs" / "migrate-from-openai.md"
 
@@ -30,10 +29,7 @@ def block_after(marker: str) -> str:
 
 @pytest.fixture
 def service(tmp_path, tiny_dir):
-    data_dir = tmp_path / "data"
-    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
-    key = create_key(data_dir)
-    server = Server(data_dir).start()
+    server, key = serve_tiny(tmp_path / "data", tiny_dir)
     yield server, key
     server.stop()
 

@@ -10,25 +10,20 @@ gets one rank per prompt.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 
-import openai
 import pytest
 
 from helpers import assert_metrics_close, metrics_of, run_cli
-from service_helpers import Server, create_key, metrics_steps, reinforcement_method, rftkit_block, trainers_of
+from service_helpers import metrics_steps, openai_client, reinforcement_method, rftkit_block, serve_tiny, trainers_of
 from service_helpers import wait_for, write_rl_files
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_dir):
     root = tmp_path_factory.mktemp("service-nproc")
-    data_dir = root / "data"
-    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
-    key = create_key(data_dir)
-    server = Server(data_dir, args=("--nproc", "2")).start()
-    yield server, openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0), root
+    server, key = serve_tiny(root / "data", tiny_dir, args=("--nproc", "2"))
+    yield server, openai_client(server, key), root
     server.stop()
 
 

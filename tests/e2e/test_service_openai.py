@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import httpx
 import openai
 import pytest
 
-from service_helpers import Server, create_key, metrics_steps, reinforcement_method, rftkit_block, wait_for
+from service_helpers import metrics_steps, openai_client, reinforcement_method, rftkit_block, serve_tiny, wait_for
 from service_helpers import trainers_of, write_rl_files
 
 STEPS = 24
@@ -18,11 +17,8 @@ STEPS = 24
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_dir):
     root = tmp_path_factory.mktemp("service")
-    data_dir = root / "data"
-    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
-    key = create_key(data_dir)
-    server = Server(data_dir).start()
-    yield server, openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0), root
+    server, key = serve_tiny(root / "data", tiny_dir)
+    yield server, openai_client(server, key), root
     server.stop()
 
 

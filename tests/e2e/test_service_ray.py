@@ -1,26 +1,21 @@
 """`rftkit serve --ray`: the service's reinforcement jobs place rollouts and grading on Ray.
 
 With `--ray local`, a job started over the API trains on a real local Ray instance (its worker
-log says so) and succeeds, also as 2 trainer ranks on Ray actors (`--nproc 2`); with an address nothing answers at, the job fails with the
-one-line error of `rftkit train --ray-address`, as its error, not a hang.
+log says so) and succeeds, also as 2 trainer ranks on Ray actors (`--nproc 2`); with an address
+nothing answers at, the job fails with the one-line error of `rftkit train --ray-address`, as
+its error, not a hang.
 """
 
 from __future__ import annotations
 
-import shutil
-
-import openai
 import pytest
 
-from service_helpers import Server, create_key, reinforcement_method, rftkit_block, wait_for, write_rl_files
+from service_helpers import openai_client, reinforcement_method, rftkit_block, serve_tiny, wait_for, write_rl_files
 
 
 def served(tmp_path, tiny_dir, ray: str, *args: str):
-    data_dir = tmp_path / "data"
-    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
-    key = create_key(data_dir)
-    server = Server(data_dir, args=("--ray", ray, *args), env={"RAY_ADDRESS": ""}).start()
-    return server, openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    server, key = serve_tiny(tmp_path / "data", tiny_dir, args=("--ray", ray, *args), env={"RAY_ADDRESS": ""})
+    return server, openai_client(server, key)
 
 
 def finished_job(client, tmp_path, steps: int):
@@ -32,26 +27,18 @@ def finished_job(client, tmp_path, steps: int):
                     timeout=300, what="the job to finish")
 
 
-def test_a_served_job_trains_on_a_local_ray_instance(tmp_path, tiny_dir):
+@pytest.mark.parametrize("args, says", [
+    ((), "on Ray: 2 rollout and 1 grader actors"),
+    (("--nproc", "2"), "starting 2 data-parallel ranks on Ray, one actor of 1 CPU each"),
+], ids=["actors", "two-ranks"])
+def test_a_served_job_trains_on_a_local_ray_instance(tmp_path, tiny_dir, args, says):
     pytest.importorskip("ray")
-    server, client = served(tmp_path, tiny_dir, "local")
+    server, client = served(tmp_path, tiny_dir, "local", *args)
     try:
         job = finished_job(client, tmp_path, steps=2)
         assert job.status == "succeeded", job.error
         log = next((tmp_path / "data" / "jobs").glob("*/worker.log")).read_text()
-        assert "on Ray: 2 rollout and 1 grader actors" in log
-    finally:
-        server.stop()
-
-
-def test_a_served_job_trains_as_two_ranks_on_ray_actors(tmp_path, tiny_dir):
-    pytest.importorskip("ray")
-    server, client = served(tmp_path, tiny_dir, "local", "--nproc", "2")
-    try:
-        job = finished_job(client, tmp_path, steps=2)
-        assert job.status == "succeeded", job.error
-        log = next((tmp_path / "data" / "jobs").glob("*/worker.log")).read_text()
-        assert "starting 2 data-parallel ranks on Ray, one actor of 1 CPU each" in log
+        assert says in log
     finally:
         server.stop()
 

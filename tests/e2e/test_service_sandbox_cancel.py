@@ -4,7 +4,6 @@ temporary folders are removed."""
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from rftkit.graders.sandbox import SandboxLimits, SandboxPool, SandboxUnavailable
 from rftkit.graders.sandbox.cgroups import WorkerCgroups
 from rftkit.graders.sandbox.pool import owner_prefix
-from service_helpers import Server, create_key, rftkit_block, trainers_of, wait_for, write_rl_files
+from service_helpers import rftkit_block, serve_tiny, trainers_of, wait_for, write_rl_files
 
 SLEEPS_FOREVER = "import time\n\ndef grade(sample, item):\n    time.sleep(3600)\n    return 1.0\n"
 
@@ -46,9 +45,7 @@ def is_sandbox_process(pid: int) -> bool:
 @pytest.mark.slow  # about a minute here: a server, a trainer and its sandboxes start
 def test_cancel_kills_busy_sandboxes_and_removes_their_cgroups_and_folders(tmp_path, tiny_dir, sandbox_ready):
     data_dir = tmp_path / "data"
-    shutil.copytree(tiny_dir, data_dir / "models" / "tiny")
-    key = create_key(data_dir)
-    server = Server(data_dir).start()
+    server, key = serve_tiny(data_dir, tiny_dir)
     try:
         http = httpx.Client(base_url=server.url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         train, _ = write_rl_files(tmp_path / "files")
