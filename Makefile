@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.rftkit-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all install clean gpu-wheels
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test: $(STAMP)
 # The default suite skips tests marked slow; this runs everything.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+# For a GPU machine without PyPI: the wheels it lacks, into .whl/ (`bash .ci/gpu` there installs them).
+gpu-wheels: $(STAMP)
+	$(BIN)/python .ci/gpu-wheels
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis build src/*.egg-info

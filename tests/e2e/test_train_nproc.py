@@ -76,3 +76,15 @@ def test_bad_nproc_is_refused_with_the_fix(tmp_path, tiny_dir):
     assert "--nproc 5 is more ranks than the 4 prompts of a step" in too_many.stderr
     assert "use --nproc 4 or fewer" in too_many.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ranks_on_gpus_the_machine_lacks_are_refused_before_any_starts(tmp_path, tiny_dir):
+    import torch
+
+    job = write_job(tmp_path, tiny_dir, steps=2, device="cuda")
+    gpus = torch.cuda.device_count()
+    refused = run_cli("train", job, "--out", tmp_path / "run", "--nproc", str(max(2, gpus + 1)))
+    assert refused.returncode == 2, refused.stderr
+    expected = "shows no GPU" if gpus == 0 else f"needs {gpus + 1} GPUs (one a rank, under NCCL)"
+    assert expected in refused.stderr and "rftkit.device: cpu" in refused.stderr
+    assert "starting" not in refused.stderr and not (tmp_path / "run").exists()

@@ -3,12 +3,15 @@
 Every test here skips without a CUDA GPU (CI has none); run them where one is:
 
     python -m pytest -q tests/gpu          # vLLM's tests also need `pip install 'rftkit[vllm]'`
+    bash .ci/gpu                           # the same, on a machine without PyPI (`make gpu-wheels` here first)
 
 What they pin down: a CPU `torch.Generator` drives sampling on a CUDA model (uniforms are drawn
 on the CPU, so one seed gives the same draws on every device); rewards built on the CPU meet the
 CUDA masks of the batch; a bf16 model trains in bf16 with fp32 log-probs; the lean forward and
 the model's own agree on CUDA; vLLM samples, takes new weights every step, and its log-probs
-agree with the trainer's closely enough for the importance correction to stay near 1.
+agree with the trainer's closely enough for the importance correction to stay near 1; whole
+jobs run through `rftkit train` on the GPU, synchronous and one step off-policy; ranks take one
+GPU each, and more ranks than GPUs are refused with the fix.
 """
 
 import importlib.util
@@ -182,3 +185,63 @@ def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_model_dir, tmp_path, f
     assert first["train_reward_mean"] == theirs["train_reward_mean"]
     assert first["loss"] == pytest.approx(theirs["loss"], rel=1e-3, abs=1e-5)
     assert first["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-3)
+
+
+def cuda_job(tmp_path, model_dir, **rftkit_extra):
+    """A three-step reinforcement job on `model_dir`, on the GPU (rewards for an 'a')."""
+    import json
+
+    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    job = {"model": str(model_dir), "training_file": "train.jsonl", "seed": 3, "method": {
+        "type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 4}, "grader": {
+            "type": "string_check", "name": "has a", "input": "{{ sample.output_text }}", "reference": "a",
+            "operation": "like"}}},
+        "rftkit": {"group_size": 4, "learning_rate": 1e-3, "max_steps": 3, "device": "cuda",
+                   "lengths": {"max_completion_tokens": 16}, "eval": {"baseline": False}, **rftkit_extra}}
+    (tmp_path / "job.yaml").write_text(json.dumps(job))
+    return tmp_path / "job.yaml"
+
+
+def rftkit_cli(*args, timeout=600):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rftkit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("staleness", [0, 1])
+def test_a_job_trains_on_cuda_through_the_cli_and_exports_the_model(tiny_model_dir, tmp_path, staleness):
+    """The whole `rftkit train` on a GPU, synchronous and one step off-policy (the in-process
+    engine samples from its own copy of the policy on the same GPU while the update runs)."""
+    import json
+
+    job = cuda_job(tmp_path, tiny_model_dir, asynchronous={"max_staleness": staleness})
+    done = rftkit_cli("train", job, "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["loss"] == r["loss"] for r in rows)  # not NaN
+    if staleness:
+        assert max(r["staleness_mean"] for r in rows) <= 1
+    from rftkit.models.load import load_policy
+
+    exported, _ = load_policy(str(tmp_path / "run" / "model"), "cpu")
+    assert next(exported.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() != 1, reason="for a machine of one GPU")
+def test_ranks_beyond_the_gpus_fail_with_the_fix(tiny_model_dir, tmp_path):
+    """`--nproc 2` on one GPU is refused before any rank starts; torchrun's second rank on it says why."""
+    import subprocess
+    import sys
+
+    job = cuda_job(tmp_path, tiny_model_dir)
+    refused = rftkit_cli("train", job, "--out", tmp_path / "run", "--nproc", "2")
+    assert refused.returncode == 2 and "needs 2 GPUs (one a rank, under NCCL)" in refused.stderr, refused.stderr
+    torchrun = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
+                               "rftkit.cli", "train", str(job), "--out", str(tmp_path / "run2")],
+                              capture_output=True, text=True, timeout=300)
+    assert torchrun.returncode != 0
+    assert "runs on GPU 1 (its LOCAL_RANK), and this machine shows 1 GPU(s)" in torchrun.stderr + torchrun.stdout

@@ -87,12 +87,29 @@ def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, fo
         return launch_on_ray(args, nproc, o, ray, log=log)
     from rftkit.scale.launch import launch
 
+    check_gpus(spec.rftkit.device, nproc)
     cores = os.cpu_count() or 1
     if nproc > cores:
         out.print(f"[yellow]warning[/]: --nproc {nproc} is more ranks than this machine's {cores} cores: they will "
                   f"share cores and each step runs slower; --nproc {cores} is the most that pays", highlight=False)
     out.print(f"starting {nproc} data-parallel ranks (rank 0 writes {out_dir})")
     return launch(args, nproc, log=log)
+
+
+def check_gpus(device: str, nproc: int) -> None:
+    """Ranks on GPUs take one GPU each (NCCL does not put two ranks on one): refuse more ranks
+    than this machine shows GPUs, before any rank starts."""
+    import torch
+
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    gpus = torch.cuda.device_count() if on_cuda else 0
+    if on_cuda and gpus == 0:
+        raise RftkitError("rftkit.device is cuda, and this machine shows no GPU",
+                          fix="set rftkit.device: cpu (or auto) to run the ranks on CPU cores")
+    if on_cuda and nproc > gpus:
+        raise RftkitError(f"--nproc {nproc} needs {nproc} GPUs (one a rank, under NCCL), and this machine shows {gpus}",
+                          fix=f"use --nproc {gpus}{' or fewer' if gpus > 1 else ''}, or set rftkit.device: cpu to "
+                              "run the ranks on CPU cores")
 
 
 def check_ray_alone(spec) -> None:

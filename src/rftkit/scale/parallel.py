@@ -62,6 +62,11 @@ class Parallel:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if on_cuda:
+            if local_rank >= torch.cuda.device_count():
+                raise RftkitError(f"rank {rank} of {world_size} runs on GPU {local_rank} (its LOCAL_RANK), and this "
+                                  f"machine shows {torch.cuda.device_count()} GPU(s)",
+                                  fix="start one rank per GPU (torchrun --nproc-per-node at most the GPUs), or set "
+                                      "rftkit.device: cpu")
             torch.cuda.set_device(local_rank)  # "cuda" then means this rank's own GPU
         if not dist.is_initialized():
             backend = "nccl" if on_cuda else "gloo"
