@@ -426,6 +426,13 @@ class FSDPOptions(_Section):
         "the optimizer's state, and a whole copy of the weights for sampling, log-probs and checkpoints "
         "(docs/scale.md). For models whose training state does not fit one device; off, every rank holds all "
         "of it. Ignored in a single process. Full fine-tuning only (not LoRA).")
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no", description="bf16: the sharded replica keeps fp32 master weights and optimizer state, gathers its "
+        "weights as bf16 for the forward and backward passes and reduces gradients in fp32 (FSDP2's "
+        "MixedPrecisionPolicy), so that small updates are not lost to bf16 rounding. The whole copy for sampling "
+        "keeps the model's dtype; when that is narrower than fp32, checkpoints also hold the fp32 master weights "
+        "and resume from them. no: the replica computes and stores in the model's own dtype. Meant for GPUs (on "
+        "most CPUs bf16 is slower than fp32).")
 
 
 class RayOptions(_Section):

@@ -93,6 +93,7 @@ class ResolvedReinforcement:
     rollout_correction: RolloutCorrection
     max_staleness: int = 0  # rftkit.asynchronous: 0 synchronous, 1 one step off-policy
     fsdp: bool = False  # rftkit.fsdp.enabled: shard the training state over the data-parallel ranks
+    fsdp_mixed_precision: str = "no"  # rftkit.fsdp.mixed_precision: bf16 compute over fp32 master shards
     # extra chat-template variables for every prompt (training, validation, baseline)
     chat_template_vars: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # why each "auto" value is what it is
@@ -296,6 +297,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int, *, parameters: int | None,
         rollout_correction=opts.rollout_correction,
         max_staleness=opts.asynchronous.max_staleness,
         fsdp=opts.fsdp.enabled,
+        fsdp_mixed_precision=opts.fsdp.mixed_precision,
         chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
         reasons=reasons,
     )

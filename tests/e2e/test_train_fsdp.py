@@ -50,3 +50,24 @@ def test_fsdp_with_lora_is_refused_with_the_fix(tmp_path, tiny_dir):
     assert result.returncode != 0
     assert "rftkit.fsdp shards a full fine-tune; this job trains a LoRA adapter" in result.stderr
     assert "turn rftkit.fsdp off under LoRA" in result.stderr
+
+
+def test_bf16_mixed_precision_trains_close_to_fp32(tmp_path, tiny_dir):
+    """bf16 arithmetic over fp32 master shards (tests/unit/scale/test_fsdp_precision.py checks
+    the dtypes and the master weights): the job runs, and its first step, sampled from the same
+    weights, computes the fp32 step's loss and gradient to bf16's precision."""
+    import pytest
+
+    runs = {}
+    for name, fsdp in (("fp32", {"enabled": True}), ("bf16", {"enabled": True, "mixed_precision": "bf16"})):
+        (tmp_path / name).mkdir()
+        job = write_job(tmp_path / name, tiny_dir, steps=2, fsdp=fsdp)
+        done = run_cli("train", job, "--out", tmp_path / name / "run", "--force", "--nproc", "2")
+        assert done.returncode == 0, done.stderr
+        runs[name] = metrics_of(tmp_path / name / "run")
+    assert "(FSDP: training state sharded, bf16 compute over fp32 master weights)" in done.stderr
+    first, reference = runs["bf16"][0], runs["fp32"][0]
+    assert first["train_reward_mean"] == reference["train_reward_mean"]
+    assert first["grad_norm"] == pytest.approx(reference["grad_norm"], rel=0.05)
+    assert first["grad_norm"] != reference["grad_norm"]  # the arithmetic was bf16's
+    assert [row["step"] for row in runs["bf16"]] == [1, 2]

@@ -21,6 +21,14 @@ passes over one row until the counts agree (`ActorUpdate`). The reduce-scatter s
 divide factor 1), as the hand all-reduce does, because the loss is already divided by the
 global token and row counts.
 
+Mixed precision (`rftkit.fsdp.mixed_precision: bf16`): the replica is made in fp32 whatever the
+model's dtype, so its shards are fp32 master weights and AdamW's state is fp32; FSDP gathers each
+unit's weights as bf16 for the forward and backward passes and reduce-scatters the gradients in
+fp32. `publish` rounds the master weights into the whole model's dtype. When that dtype is
+narrower than fp32 (a bf16 model on a GPU), the whole model no longer holds what the optimizer
+stepped, so checkpoints carry the gathered master weights too (`master_state`) and resume puts
+them back (`load_master_state`): a resumed job continues from the exact fp32 weights.
+
 The optimizer's state in a checkpoint is gathered whole (rank 0 writes it, keyed by parameter
 name), so a checkpoint reads back on any number of ranks that shard too; a run without FSDP
 keys it by position, so a job resumes with the `rftkit.fsdp` setting it started with.
@@ -49,19 +57,25 @@ class ShardedPolicy:
     """The FSDP2-sharded training replica of `model`, beside `model` itself (see the module doc);
     `parallel` is active (more than one rank)."""
 
-    def __init__(self, model: torch.nn.Module, parallel: Parallel):
+    def __init__(self, model: torch.nn.Module, parallel: Parallel, mixed_precision: str = "no"):
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import FSDPModule, fully_shard
+        from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
         if hasattr(model, "disable_adapter"):
             raise RftkitError("rftkit.fsdp shards a full fine-tune; this job trains a LoRA adapter",
                               fix="turn rftkit.fsdp off under LoRA (the adapter's state is small already)")
+        if mixed_precision not in ("no", "bf16"):
+            raise RftkitError(f"rftkit.fsdp.mixed_precision: {mixed_precision!r} is not known", fix="use no or bf16")
         self.full = model
         mesh = init_device_mesh(parallel.device, (parallel.world_size,))
         self.module = copy.deepcopy(model)
+        policy = MixedPrecisionPolicy()
+        if mixed_precision == "bf16":
+            self.module.float()  # fp32 master weights (and so fp32 optimizer state), bf16 arithmetic
+            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         for block in block_modules(self.module):
-            fully_shard(block, mesh=mesh)
-        fully_shard(self.module, mesh=mesh)
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(self.module, mesh=mesh, mp_policy=policy)
         for unit in self.module.modules():  # the loss has the global denominators: sum, not average
             if isinstance(unit, FSDPModule):
                 unit.set_gradient_divide_factor(1.0)
@@ -78,6 +92,30 @@ class ShardedPolicy:
         whole = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True))
         with torch.no_grad():
             self.full.load_state_dict(whole, strict=False)
+
+    @property
+    def master_is_wider(self) -> bool:
+        """Whether the shards hold more precision than the whole model (fp32 masters of bf16 weights)."""
+        whole = {p.dtype for p in self.full.parameters()}
+        return any(p.dtype not in whole for p in self.module.parameters())
+
+    def master_state(self) -> dict[str, torch.Tensor] | None:
+        """The master weights gathered whole on the CPU (every rank takes part), for a checkpoint,
+        when the whole model cannot stand for them (see the module doc); else None."""
+        if not self.master_is_wider:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_master_state(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Put a checkpoint's master weights back into the shards (None: the checkpoint has none,
+        and the replica, made from the resumed whole model, already holds its weights)."""
+        if state is None:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(self.module, state, options=StateDictOptions(full_state_dict=True))
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """The optimizer's whole state, gathered (every rank takes part; rank 0 gets it all)."""

@@ -123,7 +123,8 @@ class RLTrainer:
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
         self.critic, self.sampler, self.parallel = critic, sampler, parallel
         # rftkit.fsdp: the update trains a sharded replica, and publishes its weights into `model`
-        self.sharded = ShardedPolicy(model, parallel) if settings.fsdp and parallel.active else None
+        self.sharded = (ShardedPolicy(model, parallel, settings.fsdp_mixed_precision)
+                        if settings.fsdp and parallel.active else None)
         trained = self.sharded.parameters() if self.sharded is not None else model.parameters()
         self.optimizer = make_optimizer(trained, settings.learning_rate, settings.optimizer)
         self.critic_optimizer = None
@@ -330,6 +331,7 @@ class RLTrainer:
             "step": self.step_count,
             "optimizer": (self.optimizer.state_dict() if self.sharded is None
                           else self.sharded.optimizer_state(self.optimizer)),
+            "master": self.sharded.master_state() if self.sharded is not None else None,
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
             "order": (self.rollouts and self.rollouts.order_state()) or self.order.state_dict(),
@@ -350,6 +352,7 @@ class RLTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
         else:
             self.sharded.load_optimizer_state(self.optimizer, state["optimizer"])
+            self.sharded.load_master_state(state.get("master"))
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])

@@ -122,9 +122,13 @@ class ReinforcementRun:
         r = self.resolved
         ranks = f" on {self.parallel.world_size} ranks" if self.parallel.active else ""
         if self.trainer.sharded is not None:
-            ranks += " (FSDP: training state sharded)"
+            ranks += " (FSDP: training state sharded" + (", bf16 compute over fp32 master weights)"
+                                                         if r.fsdp_mixed_precision == "bf16" else ")")
         elif self.spec.rftkit.fsdp.enabled:
             self.log("note: rftkit.fsdp is on, but the job runs in one process: nothing to shard it over")
+        elif r.fsdp_mixed_precision != "no":
+            self.log("note: rftkit.fsdp.mixed_precision applies to the sharded replica, and rftkit.fsdp.enabled is "
+                     "off: the job trains in the model's own dtype")
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
                  f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}"
                  f"{self.roles.describe()}")
