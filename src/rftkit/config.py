@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
@@ -26,6 +26,19 @@ from rftkit.errors import RftkitError
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_yaml_read_as_false(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `off` or `no` as false: a choice field that has that word gets it back."""
+        if not isinstance(data, dict) or False not in data.values():
+            return data
+        fixed = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if value is False and field is not None and get_origin(field.annotation) is Literal:
+                fixed[name] = next((w for w in ("off", "no") if w in get_args(field.annotation)), value)
+        return fixed
 
 
 def _auto_number(kind: type, minimum: float, *, strict_min: bool = False):

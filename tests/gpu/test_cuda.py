@@ -184,8 +184,9 @@ def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_model_dir, tmp_path, f
     # close to one GPU's, not equal, and later samples may part ways
     first, theirs = runs["two"][0], runs["one"][0]
     assert first["train_reward_mean"] == theirs["train_reward_mean"]
-    close = 5e-2 if fsdp.get("mixed_precision") == "bf16" else 1e-3  # bf16 arithmetic against fp32
-    assert first["loss"] == pytest.approx(theirs["loss"], rel=close, abs=1e-5)
+    bf16 = fsdp.get("mixed_precision") == "bf16"  # bf16 arithmetic against fp32: the loss is near 0
+    close = 5e-2 if bf16 else 1e-3
+    assert first["loss"] == pytest.approx(theirs["loss"], rel=close, abs=1e-3 if bf16 else 1e-5)
     assert first["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=close)
 
 

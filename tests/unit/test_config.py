@@ -127,3 +127,16 @@ def test_jobspec_json_schema_is_exportable():
     schema = JobSpec.model_json_schema()
     assert "method" in schema["properties"]
 
+
+
+def test_bare_off_and_no_in_yaml_mean_the_words(tmp_path):
+    """YAML 1.1 reads `off` and `no` as false; choice fields that have the word get it back,
+    and a false where no such word is a choice is still refused."""
+    import yaml
+
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(rl_job()) + "rftkit:\n  rollout_correction: {mode: off}\n  fsdp: {mixed_precision: no}\n")
+    spec = load_job(job)
+    assert spec.rftkit.rollout_correction.mode == "off" and spec.rftkit.fsdp.mixed_precision == "no"
+    with pytest.raises(RftkitError, match="algorithm"):
+        parse_job({**rl_job(), "rftkit": {"algorithm": False}})

@@ -60,6 +60,7 @@ class ShardedPolicy:
     def __init__(self, model: torch.nn.Module, parallel: Parallel, mixed_precision: str = "no"):
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+        from torch.distributed.tensor import DTensor
 
         if hasattr(model, "disable_adapter"):
             raise RftkitError("rftkit.fsdp shards a full fine-tune; this job trains a LoRA adapter",
@@ -69,12 +70,17 @@ class ShardedPolicy:
         self.full = model
         mesh = init_device_mesh(parallel.device, (parallel.world_size,))
         self.module = copy.deepcopy(model)
-        policy = MixedPrecisionPolicy()
-        if mixed_precision == "bf16":
-            self.module.float()  # fp32 master weights (and so fp32 optimizer state), bf16 arithmetic
-            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        bf16 = mixed_precision == "bf16"  # fp32 master weights (so fp32 optimizer state), bf16 arithmetic
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else \
+            MixedPrecisionPolicy()
         for block in block_modules(self.module):
+            if bf16:
+                block.float()  # one block at a time, then sharded: no whole fp32 copy at once
             fully_shard(block, mesh=mesh, mp_policy=policy)
+        if bf16:
+            for parameter in self.module.parameters():  # the root's own (the blocks' are fp32 DTensors)
+                if not isinstance(parameter, DTensor):
+                    parameter.data = parameter.data.float()
         fully_shard(self.module, mesh=mesh, mp_policy=policy)
         for unit in self.module.modules():  # the loss has the global denominators: sum, not average
             if isinstance(unit, FSDPModule):
@@ -86,18 +92,21 @@ class ShardedPolicy:
         return list(self.module.parameters())
 
     def publish(self) -> None:
-        """Copy the sharded weights, gathered whole, into the full model (on every rank)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        """Copy the sharded weights, gathered whole, into the full model (on every rank), one
+        tensor at a time (a whole gathered copy would be another 4 bytes a parameter at once)."""
+        from torch.distributed.tensor import DTensor
 
-        whole = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True))
+        whole = dict(self.full.named_parameters())
         with torch.no_grad():
-            self.full.load_state_dict(whole, strict=False)
+            for name, parameter in self.module.named_parameters():
+                gathered = parameter.full_tensor() if isinstance(parameter, DTensor) else parameter
+                whole[name].copy_(gathered)
 
     @property
     def master_is_wider(self) -> bool:
         """Whether the shards hold more precision than the whole model (fp32 masters of bf16 weights)."""
-        whole = {p.dtype for p in self.full.parameters()}
-        return any(p.dtype not in whole for p in self.module.parameters())
+        whole = dict(self.full.named_parameters())
+        return any(p.dtype.itemsize > whole[name].dtype.itemsize for name, p in self.module.named_parameters())
 
     def master_state(self) -> dict[str, torch.Tensor] | None:
         """The master weights gathered whole on the CPU (every rank takes part), for a checkpoint,
