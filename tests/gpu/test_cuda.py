@@ -18,6 +18,7 @@ import importlib.util
 
 import pytest
 import torch
+from helpers import metrics_of, run_cli, write_job
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -103,29 +104,20 @@ def test_sampling_logprobs_match_the_trainer_on_cuda():
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs `pip install 'rftkit[vllm]'`")
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from rftkit.models.load import save_policy
-    from rftkit.models.tiny import build_tiny
-
-    model, tokenizer = build_tiny("tiny", seed=0)
-    return save_policy(model, tokenizer, tmp_path_factory.mktemp("tiny"))
-
-
 @needs_vllm
 @pytest.mark.parametrize("lora", [False, True])
-def test_vllm_samples_follows_the_trainers_weights_and_agrees_on_logprobs(tiny_model_dir, tmp_path, lora):
+def test_vllm_samples_follows_the_trainers_weights_and_agrees_on_logprobs(tiny_dir, tmp_path, lora):
     from rftkit.config import EngineOptions, LoraOptions
     from rftkit.models.load import load_policy, wrap_lora
     from rftkit.rollout.engine import EngineContext, build_engine
     from rftkit.train.logprobs import completion_logprobs, pack
     from rftkit.types import SamplingParams, Trajectory
 
-    model, tokenizer = load_policy(str(tiny_model_dir), "cuda")
+    model, tokenizer = load_policy(str(tiny_dir), "cuda")
     options = LoraOptions(enabled=lora, r=8, alpha=16)
     if lora:
         model = wrap_lora(model, options)
-    engine = build_engine("vllm", EngineContext(model, tokenizer, str(tiny_model_dir),
+    engine = build_engine("vllm", EngineContext(model, tokenizer, str(tiny_dir),
                                                 EngineOptions(gpu_memory_utilization=0.2, max_model_len=256),
                                                 tmp_path, options))
     try:
@@ -156,29 +148,21 @@ def test_vllm_samples_follows_the_trainers_weights_and_agrees_on_logprobs(tiny_m
         engine.close()
 
 
+def cuda_job(tmp_path, model_dir, **rftkit_extra):
+    """tests/helpers.py's three-step job (rewards for an 'a'), on the GPU, without the baseline check."""
+    return write_job(tmp_path, model_dir, steps=3, device="cuda", eval={"baseline": False}, **rftkit_extra)
+
+
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL: one rank a GPU)")
 @pytest.mark.parametrize("fsdp", [{"enabled": False}, {"enabled": True},
                                   {"enabled": True, "mixed_precision": "bf16"}], ids=["ddp", "fsdp", "fsdp-bf16"])
-def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_model_dir, tmp_path, fsdp):
-    import json
-    import subprocess
-    import sys
-
-    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(8)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
-    job = {"model": str(tiny_model_dir), "training_file": "train.jsonl", "seed": 3, "method": {
-        "type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 4}, "grader": {
-            "type": "string_check", "name": "has a", "input": "{{ sample.output_text }}", "reference": "a",
-            "operation": "like"}}},
-        "rftkit": {"group_size": 4, "learning_rate": 1e-3, "max_steps": 3, "device": "cuda",
-                   "lengths": {"max_completion_tokens": 16}, "eval": {"baseline": False}, "fsdp": fsdp}}
-    (tmp_path / "job.yaml").write_text(json.dumps(job))
+def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_dir, tmp_path, fsdp):
+    job = cuda_job(tmp_path, tiny_dir, fsdp=fsdp)
     runs = {}
     for name, extra in (("one", []), ("two", ["--nproc", "2"])):
-        done = subprocess.run([sys.executable, "-m", "rftkit.cli", "train", str(tmp_path / "job.yaml"), "--out",
-                               str(tmp_path / name), *extra], capture_output=True, text=True, timeout=600)
+        done = run_cli("train", job, "--out", tmp_path / name, *extra, timeout=600)
         assert done.returncode == 0, done.stderr
-        runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = metrics_of(tmp_path / name)
     assert [r["step"] for r in runs["two"]] == [1, 2, 3]
     # the first step samples from the same weights; NCCL sums in its own order, so its update is
     # close to one GPU's, not equal, and later samples may part ways
@@ -190,40 +174,14 @@ def test_two_ranks_on_two_gpus_train_as_one_gpu_does(tiny_model_dir, tmp_path, f
     assert first["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=close)
 
 
-def cuda_job(tmp_path, model_dir, **rftkit_extra):
-    """A three-step reinforcement job on `model_dir`, on the GPU (rewards for an 'a')."""
-    import json
-
-    prompts = [{"messages": [{"role": "user", "content": f"say something with an a, take {i}"}]} for i in range(8)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
-    job = {"model": str(model_dir), "training_file": "train.jsonl", "seed": 3, "method": {
-        "type": "reinforcement", "reinforcement": {"hyperparameters": {"batch_size": 4}, "grader": {
-            "type": "string_check", "name": "has a", "input": "{{ sample.output_text }}", "reference": "a",
-            "operation": "like"}}},
-        "rftkit": {"group_size": 4, "learning_rate": 1e-3, "max_steps": 3, "device": "cuda",
-                   "lengths": {"max_completion_tokens": 16}, "eval": {"baseline": False}, **rftkit_extra}}
-    (tmp_path / "job.yaml").write_text(json.dumps(job))
-    return tmp_path / "job.yaml"
-
-
-def rftkit_cli(*args, timeout=600):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "rftkit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.mark.parametrize("staleness", [0, 1])
-def test_a_job_trains_on_cuda_through_the_cli_and_exports_the_model(tiny_model_dir, tmp_path, staleness):
+def test_a_job_trains_on_cuda_through_the_cli_and_exports_the_model(tiny_dir, tmp_path, staleness):
     """The whole `rftkit train` on a GPU, synchronous and one step off-policy (the in-process
     engine samples from its own copy of the policy on the same GPU while the update runs)."""
-    import json
-
-    job = cuda_job(tmp_path, tiny_model_dir, asynchronous={"max_staleness": staleness})
-    done = rftkit_cli("train", job, "--out", tmp_path / "run")
+    job = cuda_job(tmp_path, tiny_dir, asynchronous={"max_staleness": staleness})
+    done = run_cli("train", job, "--out", tmp_path / "run", timeout=600)
     assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_of(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(r["loss"] == r["loss"] for r in rows)  # not NaN
     if staleness:
@@ -235,13 +193,13 @@ def test_a_job_trains_on_cuda_through_the_cli_and_exports_the_model(tiny_model_d
 
 
 @pytest.mark.skipif(torch.cuda.device_count() != 1, reason="for a machine of one GPU")
-def test_ranks_beyond_the_gpus_fail_with_the_fix(tiny_model_dir, tmp_path):
+def test_ranks_beyond_the_gpus_fail_with_the_fix(tiny_dir, tmp_path):
     """`--nproc 2` on one GPU is refused before any rank starts; torchrun's second rank on it says why."""
     import subprocess
     import sys
 
-    job = cuda_job(tmp_path, tiny_model_dir)
-    refused = rftkit_cli("train", job, "--out", tmp_path / "run", "--nproc", "2")
+    job = cuda_job(tmp_path, tiny_dir)
+    refused = run_cli("train", job, "--out", tmp_path / "run", "--nproc", "2")
     assert refused.returncode == 2 and "needs 2 GPUs (one a rank, under NCCL)" in refused.stderr, refused.stderr
     torchrun = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
                                "rftkit.cli", "train", str(job), "--out", str(tmp_path / "run2")],
