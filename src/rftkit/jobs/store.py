@@ -146,12 +146,14 @@ class Store:
                         project=project, key=idempotency_key, job_id=row["id"], created_at=row["created_at"],
                         body_sha256=digest))
                 self._event(conn, row["id"], "Validating training file")
+                # read inside the transaction: the job as created, before the supervisor can validate it
+                created = dict(conn.execute(select(jobs).where(jobs.c.id == row["id"])).mappings().one())
         except IntegrityError:  # the same key in a concurrent request: that one created the job
             earlier = self._job_for_key(project, idempotency_key, digest) if idempotency_key else None
             if earlier is None:
                 raise
             return earlier, False
-        return self.job(row["id"]), True
+        return created, True
 
     def _job_for_key(self, project: str, key: str, digest: str) -> dict | None:
         """The job created with `key`, if any; KeyReused when it was created from another body.
