@@ -439,8 +439,9 @@ class FSDPOptions(_Section):
         "the optimizer's state, and a whole copy of the weights for sampling, log-probs and checkpoints "
         "(docs/scale.md). For models whose training state does not fit one device; off, every rank holds all "
         "of it. Ignored in a single process. Full fine-tuning only (not LoRA).")
-    mixed_precision: Literal["no", "bf16"] = Field(
-        "no", description="bf16: the sharded replica keeps fp32 master weights and optimizer state, gathers its "
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        "auto", description="auto: bf16 when the model is held narrower than fp32 (rftkit.precision bf16, or a "
+        "bf16 checkpoint on a GPU) and rftkit.precision is not bf16-pure, else no. bf16: the sharded replica keeps fp32 master weights and optimizer state, gathers its "
         "weights as bf16 for the forward and backward passes and reduces gradients in fp32 (FSDP2's "
         "MixedPrecisionPolicy), so that small updates are not lost to bf16 rounding. The whole copy for sampling "
         "keeps the model's dtype; when that is narrower than fp32, checkpoints also hold the fp32 master weights "
@@ -504,6 +505,15 @@ class RftkitOptions(_Section):
     ray: RayOptions = RayOptions()
     fsdp: FSDPOptions = FSDPOptions()
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
+    precision: Literal["auto", "fp32", "bf16", "bf16-pure"] = Field(
+        "auto", description="The policy's (and critic's) number format in training (docs/precision.md). fp32: "
+        "weights, arithmetic, gradients and optimizer state in fp32. bf16: the model is held in bf16 (sampling, "
+        "log-probs, forward and backward passes), and the optimizer steps fp32 master copies of its trained "
+        "weights (gradients summed in fp32, AdamW state in fp32), rounded into the model after each step, so "
+        "that updates smaller than bf16's resolution are kept; checkpoints carry the masters. bf16-pure: "
+        "weights, gradients and optimizer state all bf16 (half the memory; updates below 1/256 of a weight are "
+        "lost). auto: fp32 on CPU (bf16 is several times slower there); on a GPU the checkpoint's own dtype "
+        "(fp16 read as bf16), with fp32 masters when it is narrower than fp32.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
 
 

@@ -93,7 +93,8 @@ class ResolvedReinforcement:
     rollout_correction: RolloutCorrection
     max_staleness: int = 0  # rftkit.asynchronous: 0 synchronous, 1 one step off-policy
     fsdp: bool = False  # rftkit.fsdp.enabled: shard the training state over the data-parallel ranks
-    fsdp_mixed_precision: str = "no"  # rftkit.fsdp.mixed_precision: bf16 compute over fp32 master shards
+    fsdp_mixed_precision: str = "auto"  # rftkit.fsdp.mixed_precision: bf16 compute over fp32 master shards
+    precision: str = "auto"  # rftkit.precision: bf16-pure steps narrow weights in place, else through fp32 masters
     # extra chat-template variables for every prompt (training, validation, baseline)
     chat_template_vars: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # why each "auto" value is what it is
@@ -298,6 +299,7 @@ def resolve_reinforcement(spec: JobSpec, rows: int, *, parameters: int | None,
         max_staleness=opts.asynchronous.max_staleness,
         fsdp=opts.fsdp.enabled,
         fsdp_mixed_precision=opts.fsdp.mixed_precision,
+        precision=opts.precision,
         chat_template_vars=reasoning_template_vars(hp.reasoning_effort),
         reasons=reasons,
     )

@@ -7,7 +7,8 @@ Every test here skips without a CUDA GPU (CI has none); run them where one is:
 
 What they pin down: a CPU `torch.Generator` drives sampling on a CUDA model (uniforms are drawn
 on the CPU, so one seed gives the same draws on every device); rewards built on the CPU meet the
-CUDA masks of the batch; a bf16 model trains in bf16 with fp32 log-probs; the lean forward and
+CUDA masks of the batch; a bf16 model trains in bf16 with fp32 log-probs, its optimizer
+stepping fp32 master weights (rftkit.precision auto; bf16-pure steps them in place); the lean forward and
 the model's own agree on CUDA; vLLM samples, takes new weights every step, and its log-probs
 agree with the trainer's closely enough for the importance correction to stay near 1; whole
 jobs run through `rftkit train` on the GPU, synchronous and one step off-policy; ranks take one
@@ -83,6 +84,12 @@ def test_a_training_step_on_cuda(dtype):
     assert torch.isfinite(torch.tensor(metrics["loss"])) and metrics["kl"] >= 0
     assert next(model.parameters()).dtype == dtype
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    masters = getattr(trainer.optimizer, "master_weights", None)
+    assert (masters is not None) == (dtype == torch.bfloat16)
+    if masters is not None:
+        for weight, master in masters.pairs:
+            assert master.dtype == torch.float32 and master.device.type == "cuda"
+            assert torch.equal(weight, master.to(dtype))
 
 
 def test_sampling_logprobs_match_the_trainer_on_cuda():
@@ -190,6 +197,27 @@ def test_a_job_trains_on_cuda_through_the_cli_and_exports_the_model(tiny_dir, tm
 
     exported, _ = load_policy(str(tmp_path / "run" / "model"), "cpu")
     assert next(exported.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16-pure"])
+def test_a_bf16_checkpoint_trains_on_cuda_as_rftkit_precision_says(tiny_dir, tmp_path, precision):
+    """A bf16 checkpoint on a GPU stays bf16 for sampling and the passes; under `auto` the
+    optimizer steps fp32 masters, which checkpoints carry; `bf16-pure` steps the weights in place."""
+    from rftkit.models.load import load_policy, save_policy
+
+    model, tokenizer = load_policy(str(tiny_dir), "cpu")
+    bf16_dir = save_policy(model.bfloat16(), tokenizer, tmp_path / "bf16")
+    done = run_cli("train", cuda_job(tmp_path, bf16_dir, precision=precision), "--out", tmp_path / "run", timeout=600)
+    assert done.returncode == 0, done.stderr
+    trainer = torch.load(tmp_path / "run" / "checkpoint-3" / "trainer.pt", weights_only=False, map_location="cpu")
+    if precision == "auto":
+        assert "precision: the model held in bfloat16, the optimizer stepping fp32 master weights" in done.stderr
+        assert all(m.dtype == torch.float32 for m in trainer["optimizer"]["master_weights"])
+    else:
+        assert "its trained weights, gradients and optimizer state in bfloat16" in done.stderr
+        assert "master_weights" not in trainer["optimizer"]
+    exported, _ = load_policy(str(tmp_path / "run" / "model"), "cpu", precision="bf16")
+    assert next(exported.parameters()).dtype == torch.bfloat16
 
 
 @pytest.mark.skipif(torch.cuda.device_count() != 1, reason="for a machine of one GPU")

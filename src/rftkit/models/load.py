@@ -2,8 +2,9 @@
 
 `load_policy` accepts a model directory, a PEFT adapter directory (its base is loaded and
 the adapter merged, so training continues from the adapted weights), or a hub name when the
-user is online. On CPU everything stays in fp32 with denormals flushed: a sharpening policy
-produces denormal floats that otherwise slow every step 10-40x.
+user is online. On CPU everything stays in fp32 (unless rftkit.precision asks for bf16) with
+denormals flushed: a sharpening policy produces denormal floats that otherwise slow every
+step 10-40x.
 """
 
 from __future__ import annotations
@@ -48,21 +49,40 @@ def load_tokenizer(name_or_path: str) -> Any:
     return tokenizer
 
 
-def load_policy(name_or_path: str, device: str = "auto", lora: LoraOptions | None = None):
-    """(model, tokenizer) ready to train: fp32 on CPU, LoRA-wrapped when `lora.enabled`."""
+def load_policy(name_or_path: str, device: str = "auto", lora: LoraOptions | None = None, precision: str = "auto"):
+    """(model, tokenizer) ready to train, in the dtype `precision` (rftkit.precision) gives on the
+    device (`model_dtype`), LoRA-wrapped when `lora.enabled`."""
     target = resolve_device(device)
     if target.type == "cpu":
         setup_cpu()
     adapter = Path(name_or_path) / "adapter_config.json"
     if adapter.exists():
-        model, tokenizer = _load_adapter(Path(name_or_path), target)
+        model, tokenizer = _load_adapter(Path(name_or_path), target, precision)
     else:
         tokenizer = load_tokenizer(name_or_path)
-        dtype = torch.float32 if target.type == "cpu" else "auto"
-        model = _from_pretrained(AutoModelForCausalLM, name_or_path, dtype=dtype).to(target)
+        model = _from_pretrained(AutoModelForCausalLM, name_or_path, dtype=model_dtype(precision, target)).to(target)
+        if precision == "auto" and model.dtype == torch.float16:
+            model = model.to(torch.bfloat16)  # fp16 gradients need loss scaling; bf16's range is fp32's
     if lora is not None and lora.enabled:
         model = wrap_lora(model, lora)
     return model, tokenizer
+
+
+def model_dtype(precision: str, device: torch.device) -> torch.dtype | str:
+    """The dtype a policy is read in. auto: fp32 on CPU, the checkpoint's own on a GPU.
+
+    >>> model_dtype("auto", torch.device("cpu")), model_dtype("bf16-pure", torch.device("cpu"))
+    (torch.float32, torch.bfloat16)
+    >>> model_dtype("auto", torch.device("cuda"))
+    'auto'
+    """
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return torch.float32
+    if precision in ("bf16", "bf16-pure"):
+        return torch.bfloat16
+    if precision == "auto":
+        return "auto"
+    raise RftkitError(f"rftkit.precision: {precision!r} is not known", fix="use auto, fp32, bf16 or bf16-pure")
 
 
 def wrap_lora(model: Any, lora: LoraOptions) -> Any:
@@ -89,13 +109,13 @@ def resume_lora(base: Any, adapter_dir: Path) -> Any:
     return use_addmm_layers(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True))
 
 
-def _load_adapter(path: Path, target: torch.device):
+def _load_adapter(path: Path, target: torch.device, precision: str):
     from peft import PeftModel
 
     base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise RftkitError(f"{path}/adapter_config.json: no base_model_name_or_path", fix="export the adapter with rftkit")
-    base_model, tokenizer = load_policy(base, str(target))
+    base_model, tokenizer = load_policy(base, str(target), precision=precision)
     merged = PeftModel.from_pretrained(base_model, str(path)).merge_and_unload()
     return merged, tokenizer
 

@@ -43,6 +43,7 @@ import torch
 
 from rftkit.errors import RftkitError
 from rftkit.scale.parallel import Parallel
+from rftkit.train.optim import is_narrow
 
 
 def block_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -67,7 +68,7 @@ class ShardedPolicy:
                               fix="turn rftkit.fsdp off under LoRA (the adapter's state is small already)")
         if mixed_precision not in ("no", "bf16"):
             raise RftkitError(f"rftkit.fsdp.mixed_precision: {mixed_precision!r} is not known", fix="use no or bf16")
-        self.full = model
+        self.full, self.mixed_precision = model, mixed_precision
         mesh = init_device_mesh(parallel.device, (parallel.world_size,))
         self.module = copy.deepcopy(model)
         bf16 = mixed_precision == "bf16"  # fp32 master weights (so fp32 optimizer state), bf16 arithmetic
@@ -144,6 +145,22 @@ class ShardedPolicy:
             raise RftkitError(f"rftkit.fsdp: the checkpoint's optimizer state does not load into the sharded "
                               f"policy ({type(err).__name__}: {err})",
                               fix="resume with the rftkit.fsdp setting the checkpoint was written with") from None
+
+
+def sharded_precision(setting: str, model: torch.nn.Module, precision: str) -> str:
+    """rftkit.fsdp.mixed_precision with `auto` decided: bf16 when the whole model is held narrower
+    than fp32 and rftkit.precision is not bf16-pure (its updates would be lost to rounding), else no.
+
+    >>> sharded_precision("auto", torch.nn.Linear(2, 2).bfloat16(), "auto"), sharded_precision("no", None, "bf16")
+    ('bf16', 'no')
+    >>> sharded_precision("auto", torch.nn.Linear(2, 2), "auto"), sharded_precision("auto", None, "bf16-pure")
+    ('no', 'no')
+    """
+    if setting != "auto":
+        return setting
+    if precision == "bf16-pure":
+        return "no"
+    return "bf16" if any(is_narrow(p) for p in model.parameters()) else "no"
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

@@ -40,7 +40,7 @@ from rftkit.resolved import ResolvedReinforcement
 from rftkit.rollout.engine import Engine, EngineContext, EngineUnavailable, build_engine
 from rftkit.rollout.groups import sample_groups
 from rftkit.rollout.hf import evaluating
-from rftkit.scale.fsdp import ShardedPolicy
+from rftkit.scale.fsdp import ShardedPolicy, sharded_precision
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
@@ -123,14 +123,19 @@ class RLTrainer:
         self.reference = (reference or frozen_copy(model)) if needs_reference else None
         self.critic, self.sampler, self.parallel = critic, sampler, parallel
         # rftkit.fsdp: the update trains a sharded replica, and publishes its weights into `model`
-        self.sharded = (ShardedPolicy(model, parallel, settings.fsdp_mixed_precision)
+        self.sharded = (ShardedPolicy(model, parallel, sharded_precision(settings.fsdp_mixed_precision, model,
+                                                                         settings.precision))
                         if settings.fsdp and parallel.active else None)
+        # a narrow (bf16) model is stepped through fp32 master weights (train/optim.py), unless bf16-pure; the
+        # sharded replica has its own (fsdp.mixed_precision)
+        masters = settings.precision != "bf16-pure" and self.sharded is None
         trained = self.sharded.parameters() if self.sharded is not None else model.parameters()
-        self.optimizer = make_optimizer(trained, settings.learning_rate, settings.optimizer)
+        self.optimizer = make_optimizer(trained, settings.learning_rate, settings.optimizer, masters)
         self.critic_optimizer = None
         if critic is not None:
             rate = settings.learning_rate * settings.ppo.critic_learning_rate_multiplier
-            self.critic_optimizer = make_optimizer(critic.parameters(), rate, settings.optimizer)
+            self.critic_optimizer = make_optimizer(critic.parameters(), rate, settings.optimizer,
+                                                   settings.precision != "bf16-pure")
         self.order = DataOrder(len(examples), settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.step_count = 0

@@ -47,6 +47,7 @@ from rftkit.train.checkpoint import (
     save_checkpoint,
 )
 from rftkit.train.job_rollout import job_rollout
+from rftkit.train.optim import precision_in_words
 from rftkit.train.rl import RLTrainer
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.scale.roles import LocalRoles, job_roles
@@ -123,12 +124,17 @@ class ReinforcementRun:
         ranks = f" on {self.parallel.world_size} ranks" if self.parallel.active else ""
         if self.trainer.sharded is not None:
             ranks += " (FSDP: training state sharded" + (", bf16 compute over fp32 master weights)"
-                                                         if r.fsdp_mixed_precision == "bf16" else ")")
+                                                         if self.trainer.sharded.mixed_precision == "bf16" else ")")
         elif self.spec.rftkit.fsdp.enabled:
             self.log("note: rftkit.fsdp is on, but the job runs in one process: nothing to shard it over")
-        elif r.fsdp_mixed_precision != "no":
+        elif r.fsdp_mixed_precision not in ("auto", "no"):
             self.log("note: rftkit.fsdp.mixed_precision applies to the sharded replica, and rftkit.fsdp.enabled is "
                      "off: the job trains in the model's own dtype")
+        on_cpu = next(policy.parameters()).device.type == "cpu"
+        if self.trainer.sharded is None and (r.precision != "auto" or not on_cpu):
+            self.log(f"precision: {precision_in_words(policy, self.trainer.optimizer)}")
+        if r.precision in ("bf16", "bf16-pure") and on_cpu:
+            self.log("note: bf16 arithmetic is several times slower than fp32 on most CPUs (rftkit.precision)")
         self.log(f"plan: {r.total_steps} steps of {r.batch_size} prompts x {r.group_size} samples "
                  f"({self.spec.rftkit.algorithm}), learning rate {r.learning_rate:g}, engine {engine.name}{ranks}"
                  f"{self.roles.describe()}")

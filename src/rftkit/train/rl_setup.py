@@ -57,7 +57,7 @@ def build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Pat
     """(policy, tokenizer, reference, critic). The critic is copied from the base before LoRA
     wraps the policy; the reference is the base, never a resumed policy."""
     opts = spec.rftkit
-    base, tokenizer = load_policy(spec.model, opts.device)
+    base, tokenizer = load_policy(spec.model, opts.device, precision=opts.precision)
     critic = ValueModel.from_policy(base) if resolved.algorithm.uses_critic else None
     reference = frozen_copy(base) if needs_reference_copy(opts.kl, opts.lora.enabled) else None
     if opts.lora.enabled:
@@ -66,7 +66,7 @@ def build_models(spec: JobSpec, resolved: ResolvedReinforcement, checkpoint: Pat
         else:
             policy = wrap_lora(base, opts.lora)
     elif checkpoint is not None:
-        policy, _ = load_policy(str(checkpoint / "model"), opts.device)
+        policy, _ = load_policy(str(checkpoint / "model"), opts.device, precision=opts.precision)
     else:
         policy = base
     if critic is not None:

@@ -21,7 +21,7 @@ import torch
 from rftkit.config import Optimizer
 from rftkit.data.chat import encode_completion, encode_prompt
 from rftkit.data.conversation import conversation_segments
-from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
+from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate, trained_parameters
 from rftkit.train.order import DataOrder
 from rftkit.types import Example
 
@@ -57,6 +57,7 @@ class SFTSettings:
     seed: int = 0
     max_completion_tokens: int = 256
     eval_every: int = 0  # steps between validation-loss passes; 0: only at the end
+    master_weights: bool = True  # narrow (bf16) weights stepped through fp32 copies; off for rftkit.precision bf16-pure
 
 
 def encode_supervised(tokenizer, examples: list[Example], max_completion_tokens: int) -> list[SupervisedPair]:
@@ -127,7 +128,7 @@ def run_sft(
     pad_id = tokenizer.pad_token_id
     train_pairs = encode_supervised(tokenizer, train, settings.max_completion_tokens)
     valid_pairs = encode_supervised(tokenizer, valid, settings.max_completion_tokens)
-    optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer)
+    optimizer = make_optimizer(model.parameters(), settings.learning_rate, settings.optimizer, settings.master_weights)
     order = DataOrder(len(train_pairs), settings.seed)
     steps_per_epoch = math.ceil(len(train_pairs) / settings.batch_size)
     history = []
@@ -139,7 +140,7 @@ def run_sft(
         loss, tokens = completion_loss(model, batch, pad_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.optimizer.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained_parameters(optimizer), settings.optimizer.max_grad_norm)
         optimizer.step()
         row = {
             "step": step,

@@ -58,7 +58,7 @@ def run_supervised_job(
     log(f"plan: {resolved.total_steps} steps ({resolved.n_epochs} epochs of batch {resolved.batch_size}), "
         f"learning rate {resolved.learning_rate:g}")
     torch.manual_seed(spec.seed)
-    model, tokenizer = load_policy(spec.model, spec.rftkit.device, spec.rftkit.lora)
+    model, tokenizer = load_policy(spec.model, spec.rftkit.device, spec.rftkit.lora, spec.rftkit.precision)
     max_new = spec.rftkit.lengths.max_completion_tokens
     summary = SupervisedSummary(len(train), len(valid), resolved.total_steps, 0.0, hyperparameters=asdict(resolved))
     engine = job_engine(spec.rftkit, model, tokenizer, model_path=spec.model, work_dir=out)
@@ -76,6 +76,7 @@ def run_supervised_job(
         seed=spec.seed,
         max_completion_tokens=max_new,
         eval_every=max(1, resolved.total_steps // 10),
+        master_weights=spec.rftkit.precision != "bf16-pure",
     )
     with (out / "metrics.jsonl").open("w") as metrics, progress_bar() as progress:
         report = step_reporter(progress, "sft", resolved.total_steps, ("train_loss", "valid_loss"))

@@ -36,6 +36,7 @@ from rftkit.scale.fsdp import is_sharded
 from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, whole_forward_logprobs
+from rftkit.train.optim import trained_parameters
 from rftkit.types import Batch
 
 
@@ -182,14 +183,15 @@ class ActorUpdate:
         if len(mine):
             trained = mini.rows(mine)
             total, passes = self._accumulate(trained, tensors.take(mine, trained.loss_mask_NC.shape[1]))
+        stepped = trained_parameters(self.optimizer)  # the model's weights, or their fp32 masters
         if self.sharded:  # FSDP reduce-scattered the gradients in backward
             self._keep_in_step(mini, passes)
             total = float(self.parallel.sum_(torch.tensor([total], dtype=torch.float64, device=self.parallel.device)))
-            _zeros_for_missing(list(self.model.parameters()))
+            _zeros_for_missing(stepped)
         else:
-            total = _sum_gradients(self.model.parameters(), self.parallel, total)
+            total = _sum_gradients(stepped, self.parallel, total)
         self.stats.add("loss", total)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(stepped, self.settings.max_grad_norm)
         self.stats.add("grad_norm", float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
         self.optimizer.step()
 
@@ -253,8 +255,9 @@ class CriticUpdate:
             denominators = batch_denominators(mini.loss_mask_NC)
             share = self.parallel.share(mini.loss_mask_NC.shape[0])
             total = self._accumulate(mini, mini_tensors, torch.arange(share.start, share.stop), denominators)
-            self.stats.add("value_loss", _sum_gradients(self.critic.parameters(), self.parallel, total))
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.settings.max_grad_norm)
+            stepped = trained_parameters(self.optimizer)
+            self.stats.add("value_loss", _sum_gradients(stepped, self.parallel, total))
+            torch.nn.utils.clip_grad_norm_(stepped, self.settings.max_grad_norm)
             self.optimizer.step()
         return self.stats.means(self.parallel)
 

@@ -75,6 +75,20 @@ def test_sft_with_lora_moves_only_the_adapter(tiny_dir):
     assert any(not torch.equal(p, adapters[n]) for n, p in model.named_parameters() if n in adapters)
 
 
+def test_sft_on_a_bf16_model_clips_and_steps_its_fp32_masters(tiny_dir):
+    from rftkit.models.load import load_policy
+
+    model, tokenizer = load_policy(str(tiny_dir), "cpu", precision="bf16")
+    assert model.dtype == torch.bfloat16
+    rows = [Example([user(f"{a}+1="), assistant(str(a + 1))], {}) for a in range(10)]
+    start = [p.detach().clone() for p in model.parameters()]
+    history = run_sft(model, tokenizer, rows, [], SFTSettings(total_steps=4, batch_size=5, learning_rate=1e-2))
+    # the gradients live in the masters: measured there (the model's own are freed), and stepped
+    assert all(row["grad_norm"] > 0 for row in history)
+    assert all(p.dtype == torch.bfloat16 and p.grad is None for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))
+
+
 TRANSCRIPT = [
     {"role": "user", "content": "12*34="},
     {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
