@@ -440,13 +440,13 @@ class FSDPOptions(_Section):
         "(docs/scale.md). For models whose training state does not fit one device; off, every rank holds all "
         "of it. Ignored in a single process. Full fine-tuning only (not LoRA).")
     mixed_precision: Literal["auto", "no", "bf16"] = Field(
-        "auto", description="auto: bf16 when the model is held narrower than fp32 (rftkit.precision bf16, or a "
-        "bf16 checkpoint on a GPU) and rftkit.precision is not bf16-pure, else no. bf16: the sharded replica keeps fp32 master weights and optimizer state, gathers its "
-        "weights as bf16 for the forward and backward passes and reduces gradients in fp32 (FSDP2's "
-        "MixedPrecisionPolicy), so that small updates are not lost to bf16 rounding. The whole copy for sampling "
-        "keeps the model's dtype; when that is narrower than fp32, checkpoints also hold the fp32 master weights "
-        "and resume from them. no: the replica computes and stores in the model's own dtype. Meant for GPUs (on "
-        "most CPUs bf16 is slower than fp32).")
+        "auto", description="auto: bf16 when the whole model holds weights narrower than fp32 (rftkit.precision "
+        "bf16, or a bf16 checkpoint on a GPU) and rftkit.precision is not bf16-pure, else no. bf16: the sharded "
+        "replica keeps fp32 master weights and optimizer state, gathers its weights as bf16 for the forward and "
+        "backward passes and reduces gradients in fp32 (FSDP2's MixedPrecisionPolicy), so that small updates are "
+        "not lost to bf16 rounding. The whole copy for sampling keeps the model's dtype; when that is narrower "
+        "than fp32, checkpoints also hold the fp32 master weights and resume from them. no: the replica computes "
+        "and stores in the model's own dtype. Meant for GPUs (on most CPUs bf16 is slower than fp32).")
 
 
 class RayOptions(_Section):
@@ -510,11 +510,22 @@ class RftkitOptions(_Section):
         "weights, arithmetic, gradients and optimizer state in fp32. bf16: the model is held in bf16 (sampling, "
         "log-probs, forward and backward passes), and the optimizer steps fp32 master copies of its trained "
         "weights (gradients summed in fp32, AdamW state in fp32), rounded into the model after each step, so "
-        "that updates smaller than bf16's resolution are kept; checkpoints carry the masters. bf16-pure: "
-        "weights, gradients and optimizer state all bf16 (half the memory; updates below 1/256 of a weight are "
-        "lost). auto: fp32 on CPU (bf16 is several times slower there); on a GPU the checkpoint's own dtype "
-        "(fp16 read as bf16), with fp32 masters when it is narrower than fp32.")
+        "that updates smaller than bf16's resolution are kept; checkpoints carry the masters (18 bytes a trained "
+        "parameter). bf16-pure: weights, gradients and optimizer state all bf16 (8 bytes a trained parameter; "
+        "updates below 1/256 of a weight are lost; a LoRA adapter stays fp32 either way). auto: fp32 on CPU "
+        "(bf16 is several times slower there); on a GPU the checkpoint's own dtype (fp16 read as bf16), with "
+        "fp32 masters when it is narrower than fp32.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
+
+    @model_validator(mode="after")
+    def _one_precision(self) -> "RftkitOptions":
+        mixed = self.fsdp.mixed_precision
+        if self.fsdp.enabled and (self.precision, mixed) in (("bf16", "no"), ("bf16-pure", "bf16")):
+            kept = "keeps fp32 master weights" if self.precision == "bf16" else "keeps none"
+            raise ValueError(f"rftkit.precision: {self.precision} {kept}, and rftkit.fsdp.mixed_precision: {mixed} "
+                             "says otherwise for the sharded replica (leave fsdp.mixed_precision at auto: it "
+                             "follows precision)")
+        return self
 
 
 # ----------------------------------------------------------------------------- the job

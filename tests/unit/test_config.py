@@ -140,3 +140,12 @@ def test_bare_off_and_no_in_yaml_mean_the_words(tmp_path):
     assert spec.rftkit.rollout_correction.mode == "off" and spec.rftkit.fsdp.mixed_precision == "no"
     with pytest.raises(RftkitError, match="algorithm"):
         parse_job({**rl_job(), "rftkit": {"algorithm": False}})
+
+
+@pytest.mark.parametrize("precision, mixed", [("bf16", "no"), ("bf16-pure", "bf16")])
+def test_a_precision_the_sharded_replica_would_contradict_is_refused(precision, mixed):
+    fsdp = {"enabled": True, "mixed_precision": mixed}
+    with pytest.raises(RftkitError, match="leave fsdp.mixed_precision at auto"):
+        parse_job({**rl_job(), "rftkit": {"precision": precision, "fsdp": fsdp}})
+    parse_job({**rl_job(), "rftkit": {"precision": precision, "fsdp": {**fsdp, "enabled": False}}})
+    assert parse_job({**rl_job(), "rftkit": {"precision": precision}}).rftkit.fsdp.mixed_precision == "auto"

@@ -102,7 +102,9 @@ def new_reward_model(base: str, heads: list[HeadInfo], *, device: str = "auto", 
     from rftkit.models.load import load_policy
     from rftkit.models.load import trunk_and_head
 
-    policy, tokenizer = load_policy(base, device)
+    # fp32 on every device, as `load_reward_model` reads it back: a bf16 body trained by plain AdamW would
+    # round most of its updates away (docs/precision.md)
+    policy, tokenizer = load_policy(base, device, precision="fp32")
     body, output = trunk_and_head(policy)
     model = RewardModel(body, output.weight.shape[1], heads, tokenizer, max_length)
     return model.to(next(body.parameters()).device)

@@ -43,7 +43,6 @@ import torch
 
 from rftkit.errors import RftkitError
 from rftkit.scale.parallel import Parallel
-from rftkit.train.optim import is_narrow
 
 
 def block_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -148,8 +147,9 @@ class ShardedPolicy:
 
 
 def sharded_precision(setting: str, model: torch.nn.Module, precision: str) -> str:
-    """rftkit.fsdp.mixed_precision with `auto` decided: bf16 when the whole model is held narrower
-    than fp32 and rftkit.precision is not bf16-pure (its updates would be lost to rounding), else no.
+    """rftkit.fsdp.mixed_precision with `auto` decided: bf16 when the whole model holds weights
+    narrower than fp32 and rftkit.precision is not bf16-pure (their updates would be lost to
+    rounding), else no.
 
     >>> sharded_precision("auto", torch.nn.Linear(2, 2).bfloat16(), "auto"), sharded_precision("no", None, "bf16")
     ('bf16', 'no')
@@ -160,7 +160,8 @@ def sharded_precision(setting: str, model: torch.nn.Module, precision: str) -> s
         return setting
     if precision == "bf16-pure":
         return "no"
-    return "bf16" if any(is_narrow(p) for p in model.parameters()) else "no"
+    narrow = any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters())
+    return "bf16" if narrow else "no"
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

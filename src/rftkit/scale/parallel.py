@@ -152,15 +152,17 @@ class Parallel:
             return list(extras)
         flat = [p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in parameters]
         device = parameters[0].device if parameters else torch.device("cpu")
-        buffer = torch.cat([*flat, torch.tensor(extras, dtype=flat[0].dtype if flat else torch.float32,
-                                                device=device)])
+        dtype = flat[0].dtype if flat else torch.float32
+        wide = dtype.itemsize >= 4  # the extras ride in the buffer; beside bf16 gradients, in fp64 on their own
+        scalars = torch.tensor(extras, dtype=dtype if wide else torch.float64, device=device)
+        buffer = torch.cat([*flat, scalars] if wide else flat)
         self.sum_(buffer)
         at = 0
         for parameter in parameters:
             size = parameter.numel()
             parameter.grad = buffer[at:at + size].view_as(parameter).clone()
             at += size
-        return buffer[at:].tolist()
+        return buffer[at:].tolist() if wide else self.sum_(scalars).tolist()
 
 
 SINGLE = Parallel()

@@ -178,7 +178,9 @@ def latest_checkpoint(out: Path) -> CheckpointInfo:
 
 def load_trainer_state(path: Path) -> tuple[dict, dict]:
     """(trainer state for RLTrainer.load_state_dict, state.json)."""
-    trainer_state = torch.load(path / "trainer.pt", weights_only=False)
+    # onto the CPU: optimizer states and master weights go to their parameters' devices as they load, so a
+    # GPU checkpoint resumes anywhere and N ranks do not each put a whole copy on GPU 0
+    trainer_state = torch.load(path / "trainer.pt", weights_only=False, map_location="cpu")
     return trainer_state, json.loads((path / "state.json").read_text())
 
 

@@ -40,4 +40,5 @@ class ValueModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """[N, C] values, 0 on padding."""
         states = completion_states(self.body, batch)
-        return self.head(states).squeeze(-1).float() * batch.completion_mask_NC
+        # the head stays fp32 over a bf16 body (rftkit.precision): its own master weights
+        return self.head(states.float()).squeeze(-1) * batch.completion_mask_NC

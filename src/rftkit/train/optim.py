@@ -25,6 +25,8 @@ def make_optimizer(params, learning_rate: float, options: Optimizer,
     fp32 (a bf16 model) are stepped through fp32 copies (`MasterWeights`); `trained_parameters`
     lists what it steps."""
     trainable = [p for p in params if p.requires_grad]
+    for weight in trainable:  # an earlier optimizer's masters (an SFT warm start's, say) no longer learn
+        release_masters(weight)
     masters = MasterWeights(trainable) if master_weights and any(is_narrow(p) for p in trainable) else None
     stepped = masters.parameters if masters is not None else trainable
     # the fused kernel updates each tensor in one pass: on CPU 4-5x faster than foreach
@@ -50,13 +52,14 @@ def precision_in_words(model: torch.nn.Module, optimizer: torch.optim.Optimizer)
 
     >>> model = torch.nn.Linear(2, 2).bfloat16()
     >>> precision_in_words(model, make_optimizer(model.parameters(), 1e-3, Optimizer()))
-    'the model held in bfloat16, the optimizer stepping fp32 master weights with fp32 state'
+    'the model held in bfloat16, the optimizer stepping fp32 master weights with fp32 state (18 bytes a trained parameter; rftkit.precision bf16-pure takes 8)'
     >>> precision_in_words(model, make_optimizer(model.parameters(), 1e-3, Optimizer(), master_weights=False))
     'the model held in bfloat16, its trained weights, gradients and optimizer state in bfloat16'
     """
     held = str(next(model.parameters()).dtype).removeprefix("torch.")
     if getattr(optimizer, "master_weights", None) is not None:
-        return f"the model held in {held}, the optimizer stepping fp32 master weights with fp32 state"
+        return (f"the model held in {held}, the optimizer stepping fp32 master weights with fp32 state (18 bytes a "
+                "trained parameter; rftkit.precision bf16-pure takes 8)")
     trained = sorted({str(p.dtype).removeprefix("torch.") for p in trained_parameters(optimizer)})
     return f"the model held in {held}, its trained weights, gradients and optimizer state in {'/'.join(trained)}"
 
@@ -91,9 +94,6 @@ class MasterWeights:
                 self.parameters.append(weight)
                 continue
             master = torch.nn.Parameter(weight.detach().float())
-            earlier = getattr(weight, "_master_hook", None)
-            if earlier is not None:  # an earlier optimizer's masters (SFT warm start, then RL) no longer learn
-                earlier.remove()
             weight._master_hook = weight.register_post_accumulate_grad_hook(partial(_into_master, master))
             self.pairs.append((weight, master))
             self.parameters.append(master)
@@ -116,17 +116,39 @@ class MasterWeights:
     def _load(self, optimizer, state: dict) -> dict:
         state = dict(state)
         saved = state.pop(self.KEY, None)
-        if saved is None:  # a checkpoint without masters: they stay the model's weights, widened
-            return state
-        if len(saved) != len(self.pairs):
-            raise RftkitError(f"the checkpoint holds {len(saved)} fp32 master weights, and this model has "
-                              f"{len(self.pairs)} narrow trained weights", fix="resume with the model, LoRA and "
-                              "rftkit.precision settings the checkpoint was written with")
         with torch.no_grad():
+            if saved is None:  # a checkpoint without masters: they are the model's (resumed) weights, widened
+                for weight, master in self.pairs:
+                    master.copy_(weight)
+                return state
+            shapes = [tuple(m.shape) for _, m in self.pairs]
+            if [tuple(value.shape) for value in saved] != shapes:
+                raise RftkitError(f"the checkpoint's {len(saved)} fp32 master weights are not this model's "
+                                  f"{len(shapes)} narrow trained weights", fix=RESUME_AS_WRITTEN)
             for (_, master), value in zip(self.pairs, saved):
                 master.copy_(value)
         self.publish()
         return state
+
+
+def release_masters(weight: torch.Tensor) -> None:
+    """Detach `weight` from the masters an earlier optimizer made for it (its gradient stays its own)."""
+    hook = getattr(weight, "_master_hook", None)
+    if hook is not None:
+        hook.remove()
+        del weight._master_hook
+
+
+def refuse_lost_masters(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """A checkpoint with fp32 masters, resumed by an optimizer without any (another
+    rftkit.precision, or `auto` on another device) would continue from their bf16 rounding: refused."""
+    if MasterWeights.KEY in state and getattr(optimizer, "master_weights", None) is None:
+        raise RftkitError("the checkpoint was trained through fp32 master weights (rftkit.precision bf16, or auto "
+                          "on a GPU with a bf16 model), and this job would resume without them",
+                          fix="resume with rftkit.precision: bf16 (on any device)")
+
+
+RESUME_AS_WRITTEN = "resume with the model, LoRA and rftkit.precision settings the checkpoint was written with"
 
 
 def _into_master(master: torch.nn.Parameter, weight: torch.nn.Parameter) -> None:

@@ -45,7 +45,7 @@ from rftkit.scale.parallel import SINGLE, Parallel
 from rftkit.train.critic import ValueModel
 from rftkit.train.logprobs import completion_logprobs, pack
 from rftkit.train.metrics import step_metrics
-from rftkit.train.optim import make_optimizer, schedule_factor, set_learning_rate
+from rftkit.train.optim import make_optimizer, refuse_lost_masters, schedule_factor, set_learning_rate
 from rftkit.train.order import DataOrder
 from rftkit.train.pipeline import AsyncRollouts
 from rftkit.train.timing import PhaseTimer
@@ -354,12 +354,14 @@ class RLTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.step_count = state["step"]
         if self.sharded is None:
+            refuse_lost_masters(self.optimizer, state["optimizer"])
             self.optimizer.load_state_dict(state["optimizer"])
         else:
             self.sharded.load_optimizer_state(self.optimizer, state["optimizer"])
             self.sharded.load_master_state(state.get("master"))
         if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
+            self.critic.load_state_dict(state["critic"])  # before its optimizer, which widens it into masters
+            refuse_lost_masters(self.critic_optimizer, state["critic_optimizer"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.order = DataOrder.from_state(state["order"])
         self.generator.set_state(state["generator"])

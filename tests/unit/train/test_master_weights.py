@@ -9,7 +9,7 @@ import torch
 from rftkit.config import Optimizer
 from rftkit.errors import RftkitError
 from rftkit.models.tiny import build_tiny
-from rftkit.train.optim import make_optimizer, trained_parameters
+from rftkit.train.optim import make_optimizer, refuse_lost_masters, trained_parameters
 
 RATE = 1e-6  # the rate real models train with: AdamW moves a weight by about this much a step
 
@@ -108,10 +108,35 @@ def test_fp32_weights_are_their_own_masters():
     assert trained_parameters(only) == [narrow.lm_head.weight]
 
 
-def test_a_second_optimizer_over_the_same_model_takes_its_gradients():
+@pytest.mark.parametrize("masters", [True, False])
+def test_a_second_optimizer_over_the_same_model_takes_its_gradients(masters):
     model = bf16_tiny()
     earlier = make_optimizer(model.parameters(), RATE, Optimizer())  # an SFT warm start's, say
-    later = make_optimizer(model.parameters(), RATE, Optimizer())
+    later = make_optimizer(model.parameters(), RATE, Optimizer(), master_weights=masters)
     loss_of(model, 0).backward()
     assert all(m.grad is None for m in trained_parameters(earlier))
     assert all(m.grad is not None for m in trained_parameters(later))
+
+
+def test_a_checkpoint_without_masters_widens_the_resumed_weights():
+    """A checkpoint of bf16-pure (or one from before masters): the masters become the weights the
+    model was resumed with, even when those were loaded after the optimizer was made (PPO's critic)."""
+    trained = bf16_tiny()
+    pure = make_optimizer(trained.parameters(), RATE, Optimizer(), master_weights=False)
+    train(trained, pure, 2)
+    resumed = bf16_tiny()
+    optimizer = make_optimizer(resumed.parameters(), RATE, Optimizer())
+    resumed.load_state_dict(trained.state_dict())
+    optimizer.load_state_dict(pure.state_dict())
+    for weight, master in zip(resumed.parameters(), trained_parameters(optimizer)):
+        assert torch.equal(master, weight.float())
+
+
+def test_resuming_masters_without_them_is_refused_with_the_fix():
+    model = bf16_tiny()
+    state = make_optimizer(model.parameters(), RATE, Optimizer()).state_dict()
+    without = make_optimizer(model.float().parameters(), RATE, Optimizer())
+    with pytest.raises(RftkitError, match="resume with rftkit.precision: bf16"):
+        refuse_lost_masters(without, state)
+    refuse_lost_masters(make_optimizer(bf16_tiny().parameters(), RATE, Optimizer()), state)  # with masters: fine
+

@@ -47,7 +47,7 @@ if "test_sevens" not in REGISTRY:
 EXAMPLES = [Example([{"role": "user", "content": f"q{i}"}], {"i": i}) for i in range(16)]
 
 
-def make_trainer(algorithm="grpo", grader="test_sevens", steps=12, lora=False, **rftkit):
+def make_trainer(algorithm="grpo", grader="test_sevens", steps=12, lora=False, dtype=torch.float32, **rftkit):
     spec = parse_job({
         "model": "unused", "training_file": "unused", "seed": 0,
         "method": {"type": "reinforcement", "reinforcement": {"grader": {"type": grader}, "hyperparameters": {"batch_size": 4}}},
@@ -55,6 +55,7 @@ def make_trainer(algorithm="grpo", grader="test_sevens", steps=12, lora=False, *
                    "lengths": {"max_completion_tokens": 8}, **rftkit},
     })
     model, tokenizer = build_tiny("tiny", seed=0)
+    model = model.to(dtype)
     critic = ValueModel.from_policy(model) if algorithm == "ppo" else None
     if lora:
         model = wrap_lora(model, LoraOptions(enabled=True, r=8, alpha=16))
@@ -88,6 +89,19 @@ def test_ppo_step_trains_the_critic():
     metrics = trainer.step().metrics
     assert "value_loss" in metrics and "explained_variance" in metrics
     assert not torch.equal(head, trainer.critic.head.weight)
+
+
+def test_ppo_trains_a_bf16_policy_and_its_critic_through_masters():
+    """rftkit.precision bf16 (the default for a bf16 checkpoint on a GPU) under PPO: the critic's
+    body is bf16 and its fp32 head reads it; both optimizers step fp32 masters."""
+    trainer = make_trainer("ppo", steps=2, dtype=torch.bfloat16)
+    body = [p.detach().clone() for p in trainer.critic.body.parameters()]
+    for _ in range(2):
+        metrics = trainer.step().metrics
+    assert isinstance(trainer.critic, ValueModel) and trainer.critic.head.weight.dtype == torch.float32
+    assert trainer.optimizer.master_weights is not None and trainer.critic_optimizer.master_weights is not None
+    assert metrics["value_loss"] == metrics["value_loss"] and metrics["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(body, trainer.critic.body.parameters()))
 
 
 def test_zero_variance_groups_give_zero_gradient():
