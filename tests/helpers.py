@@ -100,3 +100,16 @@ def start_training(job: Path, run: Path, *flags: str, env: dict | None = None, r
         time.sleep(0.05)
     assert (run / f"checkpoint-{reach}").exists(), f"training did not reach step {reach}"
     return launcher
+
+
+def kill_and_resume(process: subprocess.Popen, job: Path, run: Path) -> subprocess.CompletedProcess:
+    """SIGKILL a background `rftkit train` (as a crash would: no clean-up runs), then `--resume` it
+    to the end; the resumed run, which must have finished and said it resumed."""
+    import signal
+
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    resumed = run_cli("train", job, "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    return resumed

@@ -4,13 +4,12 @@ arithmetic); checkpoints carry the masters, so a killed job resumes to the same 
 uninterrupted one, and the exported model is a bf16 Hugging Face directory."""
 
 import json
-import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import metrics_of, run_cli, start_training, write_job
+from helpers import kill_and_resume, metrics_of, run_cli, start_training, write_job
 
 STEPS = 4
 
@@ -48,12 +47,7 @@ def test_a_bf16_job_steps_fp32_masters_and_exports_bf16(bf16_run):
 def test_a_killed_bf16_job_resumes_from_the_exact_masters(tmp_path, bf16_run):
     job, whole, _ = bf16_run
     run = tmp_path / "run"
-    process = start_training(job, run, reach=2)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    resumed = run_cli("train", job, "--out", run, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr
+    kill_and_resume(start_training(job, run, reach=2), job, run)
     assert metrics_of(run) == metrics_of(whole)
     # resumed from rounded weights, the masters would differ by bf16's rounding from here on
     last = f"checkpoint-{STEPS}"

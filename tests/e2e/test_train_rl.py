@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import metrics_of, run_cli, write_job, write_jsonl
+from helpers import kill_and_resume, metrics_of, run_cli, write_job, write_jsonl
 
 def start_training(job, run, steps_done: int) -> subprocess.Popen:
     """`rftkit train` in the background, returned once `steps_done` steps have their metrics."""
@@ -53,12 +53,7 @@ def test_kill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path, t
     whole, _ = uninterrupted
     job = write_job(tmp_path, tiny_dir)
     run = tmp_path / "run"
-    process = start_training(job, run, steps_done=3)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    resumed = run_cli("train", job, "--out", run, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr
+    kill_and_resume(start_training(job, run, steps_done=3), job, run)
     assert metrics_of(run) == metrics_of(whole)
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     metric_steps = [e["step"] for e in events if e["type"] == "metrics"]
