@@ -394,7 +394,7 @@ class AsynchronousOptions(_Section):
         "importance-corrected like an external engine's (rollout_correction, token level under auto). "
         "Samples older than this many optimizer steps are dropped. An in-process engine (auto, hf, lean) samples "
         "with a copy of the policy; one that samples elsewhere (--ray's actors, openai, vllm) samples the next "
-        "batch itself.")
+        "batch itself. The block may also be written rftkit.async.")
 
 
 STOP_REASON_NAMES = Literal["completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout"]
@@ -516,6 +516,16 @@ class RftkitOptions(_Section):
         "(bf16 is several times slower there); on a GPU the checkpoint's own dtype (fp16 read as bf16), with "
         "fp32 masters when it is narrower than fp32.")
     eval_batch_size: int = Field(64, ge=1, description="Prompts generated together during evaluation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _async_spelled_out(cls, data: Any) -> Any:
+        """`async:` (the word jobs are written with; a keyword in Python) is `asynchronous:`."""
+        if not isinstance(data, dict) or "async" not in data:
+            return data
+        if "asynchronous" in data:
+            raise ValueError("rftkit.async and rftkit.asynchronous are the same setting: give one of them")
+        return {("asynchronous" if key == "async" else key): value for key, value in data.items()}
 
     @model_validator(mode="after")
     def _one_precision(self) -> "RftkitOptions":

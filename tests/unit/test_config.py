@@ -149,3 +149,15 @@ def test_a_precision_the_sharded_replica_would_contradict_is_refused(precision, 
         parse_job({**rl_job(), "rftkit": {"precision": precision, "fsdp": fsdp}})
     parse_job({**rl_job(), "rftkit": {"precision": precision, "fsdp": {**fsdp, "enabled": False}}})
     assert parse_job({**rl_job(), "rftkit": {"precision": precision}}).rftkit.fsdp.mixed_precision == "auto"
+
+
+def test_async_is_the_asynchronous_block(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "model: m\ntraining_file: t.jsonl\nmethod: {type: reinforcement, reinforcement: {grader: "
+        "{type: string_check, name: g, input: x, reference: x, operation: eq}}}\n"
+        "rftkit: {async: {max_staleness: 1}}\n")
+    assert load_job(tmp_path / "job.yaml").rftkit.asynchronous.max_staleness == 1
+    with pytest.raises(RftkitError, match="same setting"):
+        parse_job({**rl_job(), "rftkit": {"async": {"max_staleness": 1}, "asynchronous": {"max_staleness": 0}}})
+    with pytest.raises(RftkitError, match=r"rftkit\.asynchronous\.max_staleness"):
+        parse_job({**rl_job(), "rftkit": {"async": {"max_staleness": 2}}})
