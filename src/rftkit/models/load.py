@@ -85,6 +85,11 @@ def model_dtype(precision: str, device: torch.device) -> torch.dtype | str:
     raise RftkitError(f"rftkit.precision: {precision!r} is not known", fix="use auto, fp32, bf16 or bf16-pure")
 
 
+def is_narrow(tensor: torch.Tensor) -> bool:
+    """A floating-point tensor of fewer bits than fp32 (bf16, fp16)."""
+    return tensor.is_floating_point() and tensor.element_size() < 4
+
+
 def wrap_lora(model: Any, lora: LoraOptions) -> Any:
     from peft import LoraConfig, get_peft_model
 

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from rftkit.errors import RftkitError
+from rftkit.models.load import is_narrow
 from rftkit.scale.parallel import Parallel
 
 
@@ -160,8 +161,7 @@ def sharded_precision(setting: str, model: torch.nn.Module, precision: str) -> s
         return setting
     if precision == "bf16-pure":
         return "no"
-    narrow = any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters())
-    return "bf16" if narrow else "no"
+    return "bf16" if any(is_narrow(p) for p in model.parameters()) else "no"
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

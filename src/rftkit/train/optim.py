@@ -15,6 +15,7 @@ import torch
 
 from rftkit.config import Optimizer
 from rftkit.errors import RftkitError
+from rftkit.models.load import is_narrow
 
 FUSED_DEVICES = {"cpu", "cuda"}
 
@@ -62,11 +63,6 @@ def precision_in_words(model: torch.nn.Module, optimizer: torch.optim.Optimizer)
                 "trained parameter; rftkit.precision bf16-pure takes 8)")
     trained = sorted({str(p.dtype).removeprefix("torch.") for p in trained_parameters(optimizer)})
     return f"the model held in {held}, its trained weights, gradients and optimizer state in {'/'.join(trained)}"
-
-
-def is_narrow(tensor: torch.Tensor) -> bool:
-    """A floating-point tensor of fewer bits than fp32 (bf16, fp16)."""
-    return tensor.is_floating_point() and tensor.element_size() < 4
 
 
 class MasterWeights:
