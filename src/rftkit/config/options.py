@@ -1,168 +1,16 @@
-"""The job spec: one typed, frozen tree that holds every setting and every default.
-
-The top level is the body of OpenAI's `POST /v1/fine_tuning/jobs` (`model`, `training_file`,
-`validation_file`, `seed`, `suffix`, `metadata`, `method`), so a job written for OpenAI's
-RFT or SFT runs here unchanged. Everything OpenAI does not expose lives in the `rftkit:`
-block. Each field's default and meaning is stated here, once: `rftkit config defaults`
-prints this tree and docs/config.md is generated from it.
-
-Numbers in `hyperparameters` may be "auto"; `rftkit.resolved` turns a spec into the concrete
-values the components take, once the number of training rows is known.
-"""
+"""The `rftkit:` block: everything OpenAI's job body does not expose, each section with its
+defaults and their meaning."""
 
 from __future__ import annotations
 
-import difflib
-import math
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from rftkit.errors import RftkitError
+from rftkit.config.sections import AutoFloat, Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _words_yaml_read_as_false(cls, data: Any) -> Any:
-        """YAML 1.1 reads a bare `off` or `no` as false: a choice field that has that word gets it back."""
-        if not isinstance(data, dict) or False not in data.values():
-            return data
-        fixed = dict(data)
-        for name, value in data.items():
-            field = cls.model_fields.get(name)
-            if value is False and field is not None and get_origin(field.annotation) is Literal:
-                fixed[name] = next((w for w in ("off", "no") if w in get_args(field.annotation)), value)
-        return fixed
-
-
-def _auto_number(kind: type, minimum: float, *, strict_min: bool = False):
-    """A field that takes a number of `kind` (>= minimum, or > when strict) or the string "auto"."""
-    name = "an integer" if kind is int else "a number"
-    bound = f"> {minimum:g}" if strict_min else f">= {minimum:g}"
-
-    def check(value: Any) -> Any:
-        if value == "auto":
-            return value
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (kind is int and not float(value).is_integer()):
-            raise ValueError(f'expected {name} or "auto", got {value!r}')
-        too_small = value <= minimum if strict_min else value < minimum
-        if too_small or not math.isfinite(value):
-            raise ValueError(f"must be {bound}, got {value!r}")
-        return kind(value)
-
-    schema = {"anyOf": [{"type": "integer" if kind is int else "number"}, {"const": "auto"}]}
-    return Annotated[kind | Literal["auto"], PlainValidator(check), WithJsonSchema(schema)]
-
-
-AutoInt = _auto_number(int, 1)
-AutoFloat = _auto_number(float, 0, strict_min=True)
-
-
-# ----------------------------------------------------------------------------- OpenAI's method
-
-
-class ReinforcementHyperparameters(_Section):
-    n_epochs: AutoInt = Field(
-        "auto",
-        description="Passes over the training prompts. auto: enough passes for about "
-        "rftkit.auto_steps steps (at least 1, at most 100).",
-    )
-    batch_size: AutoInt = Field(
-        "auto", description="Prompts per step (each sampled group_size times). auto: min(8, rows)."
-    )
-    learning_rate_multiplier: AutoFloat = Field(
-        "auto", description="Multiplies rftkit.learning_rate (its auto rate fits the model). auto: 1.0."
-    )
-    compute_multiplier: AutoFloat = Field(
-        "auto",
-        description="Scales exploration: samples per prompt = round(group_size x this), at least 2. "
-        "auto: 1.0.",
-    )
-    eval_interval: AutoInt = Field(
-        "auto", description="Steps between validation passes. auto: about 10 passes per run."
-    )
-    eval_samples: AutoInt = Field(
-        "auto", description="Samples per validation prompt in each validation pass. auto: enough for about 64 "
-        "graded samples a pass (1 for 64 or more validation prompts, at most 8)."
-    )
-    reasoning_effort: Literal["default", "low", "medium", "high"] = Field(
-        "default",
-        description="Passed to the chat template of reasoning models that read it; ignored otherwise.",
-    )
-
-
-class ReinforcementMethod(_Section):
-    grader: dict[str, Any] | None = Field(
-        None, description="The grader spec (OpenAI's string_check, text_similarity, python, score_model, "
-        "label_model, multi, or rftkit's own graders). Required, unless rftkit.environment names an "
-        "environment whose reward() gives the reward."
-    )
-    hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
-    response_format: dict[str, Any] | None = Field(
-        None,
-        description="OpenAI's structured-output format. Only {type: text} (or null) is accepted: rftkit does not "
-        "constrain sampling; reward structure with a json_schema grader instead.",
-    )
-
-    @model_validator(mode="after")
-    def _response_format_is_text(self) -> "ReinforcementMethod":
-        kind = (self.response_format or {}).get("type", "text")
-        if kind != "text":
-            raise ValueError(
-                f"response_format: type {kind!r} is not enforced by rftkit (sampling is not constrained); "
-                "remove it and reward the format instead with a json_schema grader, "
-                '{"type": "json_schema", "name": "format", "schema": <response_format.json_schema.schema>}, '
-                "alone or inside a multi grader (docs/graders.md)"
-            )
-        return self
-
-
-class SupervisedHyperparameters(_Section):
-    n_epochs: AutoInt = Field(
-        "auto",
-        description="Passes over the training rows. auto: 3, raised for small sets so that a run "
-        "has about rftkit.auto_steps steps (at most 50).",
-    )
-    batch_size: AutoInt = Field("auto", description="Rows per step. auto: min(16, rows).")
-    learning_rate_multiplier: AutoFloat = Field(
-        "auto", description="Multiplies rftkit.learning_rate (its auto rate fits the model). auto: 1.0."
-    )
-
-
-class SupervisedMethod(_Section):
-    hyperparameters: SupervisedHyperparameters = SupervisedHyperparameters()
-
-
-class Method(_Section):
-    type: Literal["reinforcement", "supervised"] = Field(
-        description="reinforcement: learn from a grader's rewards; supervised: learn the final "
-        "assistant turn of each row."
-    )
-    reinforcement: ReinforcementMethod | None = None
-    supervised: SupervisedMethod | None = None
-
-    @model_validator(mode="after")
-    def _block_matches_type(self) -> "Method":
-        if self.type == "reinforcement" and self.reinforcement is None:
-            raise ValueError("type is reinforcement, so method.reinforcement (with a grader) is required")
-        if self.type == "supervised" and self.reinforcement is not None:
-            raise ValueError("type is supervised, so method.reinforcement must be left out")
-        if self.type == "reinforcement" and self.supervised is not None:
-            raise ValueError("type is reinforcement, so method.supervised must be left out")
-        return self
-
-
-# ----------------------------------------------------------------------------- the rftkit block
-
-
-class LoraOptions(_Section):
+class LoraOptions(Section):
     enabled: bool = Field(False, description="Train a LoRA adapter instead of every weight.")
     r: int = Field(16, ge=1, description="Adapter rank.")
     alpha: int = Field(32, ge=1, description="Scaling numerator: updates are scaled by alpha / r.")
@@ -172,7 +20,7 @@ class LoraOptions(_Section):
     )
 
 
-class KLOptions(_Section):
+class KLOptions(Section):
     coef: float = Field(0.0, ge=0, description="beta: weight of the KL penalty to the reference model.")
     estimator: Literal["k1", "k2", "k3"] = Field(
         "k3", description="KL estimator (Schulman, 'Approximating KL divergence', 2020)."
@@ -187,20 +35,20 @@ class KLOptions(_Section):
     )
 
 
-class Lengths(_Section):
+class Lengths(Section):
     max_prompt_tokens: int = Field(
         512, ge=1, description="Longest prompt, in tokens; longer rows are reported by data validation."
     )
     max_completion_tokens: int = Field(256, ge=1, description="Most tokens sampled per completion.")
 
 
-class Sampling(_Section):
+class Sampling(Section):
     temperature: float = Field(1.0, ge=0, description="Sampling temperature for training rollouts; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Keep only the k most likely tokens; 0 keeps all.")
 
 
-class Optimizer(_Section):
+class Optimizer(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
@@ -237,9 +85,10 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class LossOptions(_Section):
+class LossOptions(Section):
     advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] | None = Field(
-        None, description="Advantage estimator; null: the algorithm's (see ALGORITHM_PRESETS in config.py)."
+        None, description="Advantage estimator; null: the algorithm's (see ALGORITHM_PRESETS in "
+        "rftkit/config/options.py)."
     )
     policy_loss: Literal["ppo_clip", "gspo"] | None = Field(
         None, description="ppo_clip: token-level ratio; gspo: one ratio per sequence. null: the algorithm's."
@@ -252,7 +101,7 @@ class LossOptions(_Section):
     entropy_coef: float = Field(0.0, ge=0, description="Weight of an entropy bonus (0: none).")
 
 
-class DynamicSampling(_Section):
+class DynamicSampling(Section):
     enabled: bool | None = Field(
         None, description="Drop groups whose rewards are all equal (no signal). null: the algorithm's (on for dapo)."
     )
@@ -261,7 +110,7 @@ class DynamicSampling(_Section):
     )
 
 
-class UpdateOptions(_Section):
+class UpdateOptions(Section):
     epochs: int = Field(
         1, ge=1, description="Passes over each sampled batch. 1 with mini_batches 1 is fully on-policy."
     )
@@ -271,7 +120,7 @@ class UpdateOptions(_Section):
     )
 
 
-class PPOOptions(_Section):
+class PPOOptions(Section):
     epochs: int = Field(4, ge=1, description="Passes over each batch (ppo only; overrides update.epochs).")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
@@ -282,7 +131,7 @@ class PPOOptions(_Section):
     )
 
 
-class EvalOptions(_Section):
+class EvalOptions(Section):
     baseline: bool = Field(True, description="Evaluate the model on the validation set before training.")
     k: int = Field(8, ge=1, description="Samples per validation prompt for pass@k at baseline and at the end.")
     pass_threshold: float | None = Field(
@@ -295,7 +144,7 @@ class EvalOptions(_Section):
     )
 
 
-class CheckpointOptions(_Section):
+class CheckpointOptions(Section):
     interval: int | None = Field(None, ge=1, description="Steps between checkpoints. null: every eval_interval.")
     keep_last: int = Field(1, ge=1, description="Most recent checkpoints kept.")
     keep_best: int = Field(
@@ -314,7 +163,7 @@ class CheckpointOptions(_Section):
         return self
 
 
-class MonitorOptions(_Section):
+class MonitorOptions(Section):
     length_correlation: float = Field(
         0.5, ge=0, le=1, description="Warn when |corr(reward, completion length)| in a step exceeds this."
     )
@@ -346,7 +195,7 @@ class MonitorOptions(_Section):
     )
 
 
-class EngineOptions(_Section):
+class EngineOptions(Section):
     base_url: str | None = Field(
         None, description="openai: the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 "
         "(`vllm serve`, SGLang, `rftkit serve`).")
@@ -377,7 +226,7 @@ class EngineOptions(_Section):
         True, description="vllm: sleep mode between rollouts, so that training gets the GPU memory back.")
 
 
-class RolloutCorrection(_Section):
+class RolloutCorrection(Section):
     mode: Literal["auto", "off", "token", "sequence"] = Field(
         "auto", description="Truncated importance sampling for samples whose engine log-probs are not the "
         "trainer's: the trainer recomputes the old log-probs and weights each token's loss by "
@@ -386,7 +235,7 @@ class RolloutCorrection(_Section):
     cap: float = Field(2.0, ge=1, description="The largest importance weight (TIS's C).")
 
 
-class AsynchronousOptions(_Section):
+class AsynchronousOptions(Section):
     max_staleness: int = Field(
         0, ge=0, le=1, description="Asynchronous rollouts (docs/scale.md). 0: each step samples with the current "
         "weights, then trains. 1: one step off-policy: step t+1's samples are drawn, with a copy of the weights "
@@ -400,7 +249,7 @@ class AsynchronousOptions(_Section):
 STOP_REASON_NAMES = Literal["completed", "max_tokens", "max_turns", "parse_error", "tool_error", "timeout"]
 
 
-class EnvironmentOptions(_Section):
+class EnvironmentOptions(Section):
     factory: str | None = Field(
         None, description='Multi-turn, tool-using episodes (docs/environments.md): the environment class, as '
         '"path/to/env.py:ClassName" (relative to the job file, or absolute) or "package.module:ClassName". '
@@ -432,7 +281,7 @@ class EnvironmentOptions(_Section):
         "their group's baseline): a slow tool is not the model's fault.")
 
 
-class FSDPOptions(_Section):
+class FSDPOptions(Section):
     enabled: bool = Field(
         False, description="Data-parallel ranks (--nproc, torchrun, --ray --nproc) shard the policy's training "
         "state with FSDP2 (torch's fully_shard): each rank holds 1/N of the trained weights, their gradients and "
@@ -449,7 +298,7 @@ class FSDPOptions(_Section):
         "and stores in the model's own dtype. Meant for GPUs (on most CPUs bf16 is slower than fp32).")
 
 
-class RayOptions(_Section):
+class RayOptions(Section):
     rollout_actors: int = Field(
         2, ge=1, description="`rftkit train --ray`: rollout actors, each an in-process engine (rftkit.engine: "
         "auto, hf or lean) over its own copy of the policy; a step's prompts are split between them.")
@@ -469,7 +318,7 @@ class RayOptions(_Section):
         "fails naming the resources it waited for.")
 
 
-class RftkitOptions(_Section):
+class RftkitOptions(Section):
     algorithm: Algorithm = Field("grpo", description="The RL algorithm (reinforcement jobs).")
     group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
     learning_rate: AutoFloat = Field(
@@ -536,141 +385,3 @@ class RftkitOptions(_Section):
                              "says otherwise for the sharded replica (leave fsdp.mixed_precision at auto: it "
                              "follows precision)")
         return self
-
-
-# ----------------------------------------------------------------------------- the job
-
-
-class JobSpec(_Section):
-    model: str = Field(description="A local Hugging Face model directory (or a hub name when online).")
-    training_file: str = Field(description="JSONL, parquet or a saved Hugging Face dataset.")
-    validation_file: str | None = Field(None, description="Held-out rows for evaluation.")
-    seed: int = Field(42, description="Seeds data order, sampling and initialisation.")
-    suffix: str | None = Field(None, max_length=64, description="Added to the fine-tuned model's name.")
-    metadata: dict[str, str] | None = Field(None, description="Free-form key/value pairs kept with the job.")
-    method: Method
-    rftkit: RftkitOptions = RftkitOptions()
-
-    @model_validator(mode="after")
-    def _grader_or_environment(self) -> "JobSpec":
-        reinforcement = self.method.reinforcement
-        if reinforcement is not None and reinforcement.grader is None and self.rftkit.environment.factory is None:
-            raise ValueError("method.reinforcement.grader is required (it may be left out only when "
-                             "rftkit.environment.factory names an environment that defines reward())")
-        return self
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def _suggest(key: str, model: type[BaseModel] | None) -> str:
-    if model is None:
-        return ""
-    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
-    """The pydantic model that holds the field at `path` (for did-you-mean hints)."""
-    model: Any = root
-    for part in path:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return None
-        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
-        model = next((a for a in inner if issubclass(a, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-def describe_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
-    """One line per problem: `job.yaml: method.reinforcement.grader: field required`."""
-    root = root or JobSpec
-    lines = []
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            key = str(e["loc"][-1])
-            lines.append(f"{source}: {path}: unknown key{_suggest(key, _model_at(e['loc'][:-1], root))}")
-        elif e["type"] == "missing":
-            lines.append(f"{source}: {path}: required field is missing")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {path or '(top level)'}: {msg}")
-    return "\n".join(lines)
-
-
-def parse_job(data: Any, source: str = "<job>") -> JobSpec:
-    """Validate a job body (from YAML or the REST API); raise RftkitError naming every problem."""
-    if not isinstance(data, dict):
-        raise RftkitError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as err:
-        raise RftkitError(describe_errors(err, source)) from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RftkitError(f"{path}: no such file") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise RftkitError(f"{path}{line}: invalid YAML: {problem}") from None
-
-
-def load_job(path: str | Path) -> JobSpec:
-    """Load a job spec from YAML. Relative file and model paths are taken relative to the
-    YAML file's folder, so a job runs the same from any working directory."""
-    path = Path(path)
-    data = read_yaml(path)
-    if isinstance(data, dict):
-        data = dict(data)
-        for key in ("training_file", "validation_file", "model"):
-            value = data.get(key)
-            if isinstance(value, str) and not Path(value).is_absolute():
-                candidate = path.parent / value
-                if candidate.exists() or key != "model":
-                    # absolute, so that runs, checkpoints and adapters keep pointing at it
-                    data[key] = str(candidate.resolve())
-    return parse_job(data, str(path))
-
-
-# ----------------------------------------------------------------------------- documentation
-
-
-def iter_fields(model: type[BaseModel] = JobSpec, prefix: str = ""):
-    """Yield (path, default, description) for every leaf field, in declaration order."""
-    for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
-        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
-        sub = next((a for a in inner if issubclass(a, BaseModel)), None)
-        if sub is not None:
-            yield from iter_fields(sub, f"{path}.")
-            continue
-        default = "(required)" if field.is_required() else field.default
-        yield path, default, field.description or ""
-
-
-def defaults_markdown() -> str:
-    """The table in docs/config.md: every field of the job spec, its default and meaning."""
-    rows = [
-        "# Job spec reference",
-        "",
-        "Generated from `src/rftkit/config.py` by `rftkit config defaults --markdown`; do not edit by hand.",
-        "The top level is OpenAI's fine-tuning job body; `rftkit.*` holds everything else.",
-        "",
-        "| key | default | meaning |",
-        "|---|---|---|",
-    ]
-    for path, default, description in iter_fields():
-        shown = "(required)" if default == "(required)" else f"`{default!r}`".replace("|", "\\|")
-        rows.append(f"| `{path}` | {shown} | {description.replace('|', '/')} |")
-    return "\n".join(rows) + "\n"
