@@ -19,6 +19,8 @@ A single process is `Parallel()` (rank 0 of 1): every collective is then the ide
 
 from __future__ import annotations
 
+import functools
+
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -152,7 +154,8 @@ class Parallel:
             return list(extras)
         flat = [p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in parameters]
         device = parameters[0].device if parameters else torch.device("cpu")
-        dtype = flat[0].dtype if flat else torch.float32
+        # the widest gradient's dtype: a bf16-pure body beside PPO's fp32 value head sums in fp32
+        dtype = functools.reduce(torch.promote_types, (f.dtype for f in flat), flat[0].dtype) if flat else torch.float32
         wide = dtype.itemsize >= 4  # the extras ride in the buffer; beside bf16 gradients, in fp64 on their own
         scalars = torch.tensor(extras, dtype=dtype if wide else torch.float64, device=device)
         buffer = torch.cat([*flat, scalars] if wide else flat)
@@ -160,7 +163,7 @@ class Parallel:
         at = 0
         for parameter in parameters:
             size = parameter.numel()
-            parameter.grad = buffer[at:at + size].view_as(parameter).clone()
+            parameter.grad = buffer[at:at + size].view_as(parameter).to(parameter.dtype, copy=True)
             at += size
         return buffer[at:].tolist() if wide else self.sum_(scalars).tolist()
 

@@ -41,6 +41,7 @@ def trainer(parallel: Parallel, config: dict) -> RLTrainer:
     })
     torch.manual_seed(0)
     model, tokenizer = build_tiny("tiny", seed=0)
+    model.to(getattr(torch, config.get("dtype", "float32")))
     critic = ValueModel.from_policy(model) if rftkit.get("algorithm") == "ppo" else None
     if config.get("lora"):
         model = wrap_lora(model, LoraOptions(enabled=True, r=4, alpha=8))

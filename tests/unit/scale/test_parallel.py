@@ -58,6 +58,20 @@ def test_two_ranks_compute_the_update_of_one(tmp_path, name):
     assert all(torch.equal(ranks[0]["grads"][p], ranks[1]["grads"][p]) for p in one["grads"])
 
 
+def test_bf16_pure_ppo_sums_a_bf16_body_and_its_fp32_value_head(tmp_path):
+    """Under bf16-pure the policy and the critic's body train in bf16 and the value head in fp32:
+    the ranks' one buffer sums them all (in fp32) and gives each gradient back in its own dtype.
+    (bf16 sampling rounds differently at another batch size, so 2 ranks are not compared with 1.)"""
+    config = {"dtype": "bfloat16", "more_steps": 1,
+              "rftkit": {"algorithm": "ppo", "ppo": {"epochs": 1}, "precision": "bf16-pure"}}
+    ranks = run_ranks(tmp_path / "two", 2, config)
+    assert ranks[0]["tokens"] == ranks[1]["tokens"]
+    for parameter, grad in ranks[0]["grads"].items():
+        assert grad.dtype == torch.bfloat16 and torch.equal(grad, ranks[1]["grads"][parameter])
+    assert ranks[0]["stats"]["grad_norm"] > 0
+    assert ranks[0]["steps"][0]["value_loss"] == ranks[1]["steps"][0]["value_loss"] > 0
+
+
 def test_three_steps_give_the_same_metrics(tmp_path):
     (one,) = run_ranks(tmp_path / "one", 1, {"more_steps": 2})
     ranks = run_ranks(tmp_path / "two", 2, {"more_steps": 2})
