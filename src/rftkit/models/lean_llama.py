@@ -126,7 +126,7 @@ def _weight(module: torch.nn.Module) -> torch.Tensor:
         return weight
     known = {**getattr(module, "lora_A", {}), **getattr(module, "lora_embedding_A", {})}
     for adapter in (a for a in module.active_adapters if a in known):
-        weight = weight + module.get_delta_weight(adapter)
+        weight = weight + module.get_delta_weight(adapter).to(weight.dtype)  # PEFT keeps adapters fp32
     return weight
 
 

@@ -102,3 +102,20 @@ def test_large_models_and_dora_use_their_own_forward(monkeypatch):
     assert fast_decode.decode_weights(model) is None
     dora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj"]))
     assert LeanWeights.of(dora) is None
+
+
+def test_a_bf16_model_with_its_fp32_adapter_decodes_in_bf16():
+    """rftkit.precision bf16 with LoRA: PEFT keeps the adapter in fp32 over the bf16 weights;
+    the lean forward decodes with the merged weight in bf16, as the model's own forward does."""
+    model = lora_model().bfloat16()
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            parameter.data = parameter.data.float()
+    ids, mask, positions = left_pad(PROMPTS, 0, torch.device("cpu"))
+    state = DecodeState(LeanWeights.of(model), len(PROMPTS), ids.shape[1] + 1, torch.bfloat16, torch.device("cpu"))
+    lean = state.prefill(ids, mask, positions)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    assert lean.dtype == torch.bfloat16
+    assert (lean.float() - full.float()).abs().max() < 0.05 * full.float().abs().max()  # bf16 rounds in either order
+    assert torch.equal(lean.argmax(-1), full.argmax(-1))
