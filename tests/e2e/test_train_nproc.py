@@ -77,6 +77,10 @@ def test_bad_nproc_is_refused_with_the_fix(tmp_path, tiny_dir):
     assert "--nproc 5 is more ranks than the 4 prompts of a step" in too_many.stderr
     assert "use --nproc 4 or fewer" in too_many.stderr
     assert not (tmp_path / "run").exists()
+    vllm = run_cli("train", write_job(tmp_path, tiny_dir, steps=2, engine="vllm"), "--out", tmp_path / "run",
+                   "--nproc", "2")
+    assert vllm.returncode == 2 and "vllm samples in one process, and this job has 2 data-parallel ranks" in vllm.stderr
+    assert "engine: openai" in vllm.stderr and not (tmp_path / "run").exists()
 
 
 def test_ranks_on_gpus_the_machine_lacks_are_refused_before_any_starts(tmp_path, tiny_dir):

@@ -75,6 +75,10 @@ def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, fo
     if isinstance(batch_size, int) and nproc > batch_size:
         raise RftkitError(f"--nproc {nproc} is more ranks than the {batch_size} prompts of a step: a rank would "
                           "have no prompt to sample", fix=f"use --nproc {batch_size} or fewer, or raise batch_size")
+    if spec.rftkit.engine == "vllm":
+        from rftkit.rollout.vllm_engine import refuse_ranks
+
+        refuse_ranks(nproc)
     args = ["train", str(job.resolve()), "--out", str(out_dir.resolve())]
     args += [flag for flag, on in (("--resume", resume), ("--force", force), ("--overwrite", overwrite)) if on]
     log = lambda line: out.print(line, highlight=False, markup=False)  # noqa: E731

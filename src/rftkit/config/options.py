@@ -221,7 +221,8 @@ class EngineOptions(Section):
     gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vllm: share of GPU memory vLLM may take (the trainer shares the GPU).")
     max_model_len: int | None = Field(
-        None, ge=1, description="vllm: longest sequence. null: prompt + completion limits.")
+        None, ge=1, description="vllm: longest sequence. null: the prompt limit plus the completion limit "
+        "(an episode's environment.max_tokens); vLLM's own when that is unbounded.")
     sleep: bool = Field(
         True, description="vllm: sleep mode between rollouts, so that training gets the GPU memory back.")
 

@@ -75,6 +75,7 @@ class EngineContext:
     options: "EngineOptions | None" = None
     work_dir: Path | None = None
     lora: "LoraOptions | None" = None
+    max_length: int | None = None  # the longest prompt plus what is sampled after it; None: unknown
 
 
 class Engine:
@@ -138,7 +139,7 @@ def register_engine(name: str):
 
 def engine_names() -> list[str]:
     _load_engines()
-    return ["auto", *ENGINES]
+    return ["auto", *sorted(ENGINES)]  # in one order, whichever engine module was imported first
 
 
 def _load_engines() -> None:
@@ -166,4 +167,19 @@ def local_engine(model: Any, tokenizer: Any, name: str = "auto") -> Engine:
 def job_engine(options, model: Any, tokenizer: Any, *, model_path: str | None, work_dir: Path | None) -> Engine:
     """The engine a job's `rftkit` block (`options`: RftkitOptions) asks for, over its policy."""
     return build_engine(options.engine, EngineContext(model, tokenizer, model_path, options.engine_options,
-                                                      work_dir, options.lora))
+                                                      work_dir, options.lora, longest_sequence(options)))
+
+
+def longest_sequence(options) -> int | None:
+    """The longest prompt plus what may follow it: a completion, or a whole episode (None when
+    the episode's budget is the model's context).
+
+    >>> from rftkit.config import RftkitOptions
+    >>> longest_sequence(RftkitOptions()), longest_sequence(RftkitOptions(environment={"factory": "e.py:E"}))
+    (768, None)
+    >>> longest_sequence(RftkitOptions(environment={"factory": "e.py:E", "max_tokens": 100}))
+    612
+    """
+    lengths, episodes = options.lengths, options.environment
+    after_prompt = episodes.max_tokens if episodes.factory is not None else lengths.max_completion_tokens
+    return None if after_prompt is None else lengths.max_prompt_tokens + after_prompt

@@ -19,6 +19,7 @@ module imports vllm only when an engine is made.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -52,6 +53,74 @@ def _load_weights(worker, weights: list[tuple[str, torch.Tensor]]) -> None:
     worker.model_runner.model.load_weights(weights=weights)
 
 
+# vLLM's accepted LoRA ranks (`max_lora_rank`)
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def llm_settings(context: EngineContext) -> dict[str, Any]:
+    """`vllm.LLM`'s arguments for this policy.
+
+    A LoRA export (a folder with adapter_config.json, as `rftkit eval` may get) starts vLLM
+    from its base model; the merged weights are pushed after. `max_model_len` is the context's
+    (the job's prompt and completion limits) unless set; `max_lora_rank` is the smallest rank
+    vLLM accepts that holds the adapter.
+
+    >>> from rftkit.config import EngineOptions, LoraOptions
+    >>> import torch
+    >>> context = EngineContext(torch.nn.Linear(2, 2), None, "m", EngineOptions(), lora=LoraOptions(enabled=True, r=12),
+    ...                         max_length=300)
+    >>> {k: llm_settings(context)[k] for k in ("model", "dtype", "max_model_len", "max_lora_rank")}
+    {'model': 'm', 'dtype': 'float32', 'max_model_len': 300, 'max_lora_rank': 16}
+    """
+    if not context.model_path:
+        raise RftkitError("engine vllm: the job's model directory is needed to start vLLM")
+    options = context.options or EngineOptions()
+    source = _base_of_adapter(context.model_path)
+    dtype = str(next(context.model.parameters()).dtype).removeprefix("torch.")
+    settings: dict[str, Any] = dict(
+        model=source, tokenizer=source, dtype=dtype, seed=0,
+        gpu_memory_utilization=options.gpu_memory_utilization,
+        max_model_len=options.max_model_len or context.max_length,
+        enable_sleep_mode=options.sleep, enable_prefix_caching=True,
+        logprobs_mode="processed_logprobs",
+    )
+    lora = context.lora
+    if lora is not None and lora.enabled:
+        rank = next((r for r in LORA_RANKS if r >= lora.r), None)
+        if rank is None:
+            raise RftkitError(f"engine vllm: LoRA rank {lora.r} is above vLLM's largest ({LORA_RANKS[-1]})",
+                              fix=f"rftkit.lora.r: at most {LORA_RANKS[-1]}")
+        settings.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
+    return settings
+
+
+def _base_of_adapter(path: str) -> str:
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return path
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise RftkitError(f"engine vllm: {path} is a LoRA adapter that does not name its base model",
+                          fix="point at a merged model directory, or name it as base_model_name_or_path in "
+                              "adapter_config.json")
+    return base
+
+
+def refuse_ranks(world_size: int | None = None) -> None:
+    """One in-process vLLM per rank would place every rank's engine on GPU 0 and build its own
+    process groups over the trainer's: refused (for `world_size` ranks, or this process's group's)
+    until rftkit drives vLLM's external launcher."""
+    import torch.distributed as dist
+
+    if world_size is None:
+        world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world_size > 1:
+        raise RftkitError(f"rftkit.engine: vllm samples in one process, and this job has {world_size} "
+                          "data-parallel ranks",
+                          fix="run it as one process (no --nproc / torchrun), or serve the model with `vllm serve` "
+                              "and use engine: openai, which every rank can call")
+
+
 @register_engine("vllm")
 class VLLMEngine(Engine):
     exact_logprobs = False
@@ -59,23 +128,13 @@ class VLLMEngine(Engine):
 
     def __init__(self, context: EngineContext):
         super().__init__()
+        refuse_ranks()
         vllm = _import_vllm()
         self.vllm, self.options = vllm, context.options or EngineOptions()
-        if not context.model_path:
-            raise RftkitError("engine vllm: the job's model directory is needed to start vLLM")
         self.lora = context.lora if context.lora is not None and context.lora.enabled else None
         self.lora_dir = Path(context.work_dir or ".").resolve() / "engine-weights"
         self.stop_ids = sorted(stop_token_ids(context.model, context.tokenizer))
-        dtype = str(next(context.model.parameters()).dtype).removeprefix("torch.")
-        settings: dict[str, Any] = dict(
-            model=context.model_path, tokenizer=context.model_path, dtype=dtype, seed=0,
-            gpu_memory_utilization=self.options.gpu_memory_utilization, max_model_len=self.options.max_model_len,
-            enable_sleep_mode=self.options.sleep, enable_prefix_caching=True,
-            logprobs_mode="processed_logprobs",
-        )
-        if self.lora is not None:
-            settings.update(enable_lora=True, max_lora_rank=self.lora.r, max_loras=1)
-        self.llm = vllm.LLM(**settings)
+        self.llm = vllm.LLM(**llm_settings(context))
         self.lora_request = None
         self.asleep = False
 
@@ -129,6 +188,7 @@ class VLLMEngine(Engine):
 
     def wake(self) -> None:
         if self.asleep:
+            torch.cuda.empty_cache()  # the update's freed blocks, which torch's allocator still holds
             self.llm.wake_up()
             self.asleep = False
 

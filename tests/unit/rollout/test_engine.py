@@ -1,9 +1,11 @@
 """The engine seam: the registry, the in-process engines, and clear errors for the others."""
 
+import json
+
 import pytest
 import torch
 
-from rftkit.config import EngineOptions, parse_job
+from rftkit.config import EngineOptions, LoraOptions, parse_job
 from rftkit.errors import RftkitError
 from rftkit.models.tiny import build_tiny
 from rftkit.rollout.engine import ENGINES, EngineContext, build_engine, engine_names
@@ -63,6 +65,29 @@ def test_unknown_engines_are_refused_by_the_job_spec_and_the_registry():
 def test_vllm_without_a_gpu_says_so():
     with pytest.raises(RftkitError, match="vllm runs on a CUDA GPU, and none is visible"):
         engine("vllm")
+
+
+def test_vllm_starts_from_what_it_can_load(tmp_path):
+    """The settings vllm.LLM gets, checkable without vLLM: a LoRA export starts vLLM from its
+    base, the adapter's rank is raised to one vLLM accepts, and the job's lengths bound the context."""
+    from rftkit.rollout.vllm_engine import llm_settings
+
+    adapter = tmp_path / "model"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/models/base"}))
+    policy = torch.nn.Linear(2, 2).bfloat16()
+    lora = LoraOptions(enabled=True, r=4)
+    settings = llm_settings(EngineContext(policy, None, str(adapter), EngineOptions(), lora=lora, max_length=96))
+    assert (settings["model"], settings["tokenizer"], settings["dtype"]) == ("/models/base", "/models/base", "bfloat16")
+    assert (settings["max_lora_rank"], settings["max_model_len"]) == (8, 96)
+    told = EngineOptions(max_model_len=64)
+    assert llm_settings(EngineContext(policy, None, str(tmp_path), told, max_length=96))["max_model_len"] == 64
+    assert "enable_lora" not in llm_settings(EngineContext(policy, None, str(tmp_path)))
+    with pytest.raises(RftkitError, match="rank 600 is above vLLM's largest"):
+        llm_settings(EngineContext(policy, None, "m", lora=LoraOptions(enabled=True, r=600)))
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(RftkitError, match="does not name its base model"):
+        llm_settings(EngineContext(policy, None, str(adapter)))
 
 
 def test_openai_needs_a_base_url_and_its_key():
