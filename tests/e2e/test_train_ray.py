@@ -2,7 +2,7 @@
 
 The job started with `--ray` (no address, no $RAY_ADDRESS: it starts a local Ray instance with 2
 rollout actors and 1 grader actor) writes the metrics of the in-process run; an address nothing
-answers at (`--ray-address`) is refused with one line before anything is loaded; a rollout actor
+answers at (`--ray ADDRESS`, `--ray-address ADDRESS`) is refused with one line before anything is loaded; a rollout actor
 killed mid-run (with `restarts: 0`) fails the job with a checkpoint, and `--resume` finishes it.
 """
 
@@ -51,9 +51,10 @@ def test_an_asynchronous_ray_job_trains_as_the_asynchronous_job_in_one_process(t
     assert [r["staleness_mean"] for r in mine] == [0.0, 1.0, 1.0] and "is_ratio_mean" in mine[-1]
 
 
-def test_an_unreachable_ray_address_is_a_one_line_error(tmp_path, tiny_dir):
+@pytest.mark.parametrize("flags", [["--ray-address", "127.0.0.1:1"], ["--ray", "127.0.0.1:1"], ["--ray=127.0.0.1:1"]])
+def test_an_unreachable_ray_address_is_a_one_line_error(tmp_path, tiny_dir, flags):
     job = write_job(tmp_path, tiny_dir, steps=1)
-    result = run_cli("train", job, "--out", tmp_path / "run", "--ray-address", "127.0.0.1:1", timeout=60)
+    result = run_cli("train", job, "--out", tmp_path / "run", *flags, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     if "Ray, which is not installed" in result.stderr:  # a machine without the extra says so instead

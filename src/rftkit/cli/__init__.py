@@ -65,6 +65,7 @@ def lost_peer(err: RuntimeError) -> bool:
 
 
 def main() -> None:
+    sys.argv[1:] = train.ray_address_after_flag(sys.argv[1:])  # `rftkit train --ray [ADDRESS]`
     try:
         app()
     except RftkitError as err:

@@ -27,7 +27,8 @@ def train(
     ray: bool = typer.Option(
         False, "--ray", help="Run rollouts and grading on Ray actors, or with --nproc N the N trainer ranks "
         "(reinforcement; docs/scale.md): on the cluster at $RAY_ADDRESS, else on a local Ray instance started for "
-        "the job. Needs the `ray` extra of rftkit."),
+        "the job. `--ray ADDRESS` (or --ray=ADDRESS) names the cluster, as --ray-address does. Needs the `ray` "
+        "extra of rftkit."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", metavar="ADDRESS",
         help="The Ray cluster for --ray (implies it): HOST:PORT of its head, ray://HOST:PORT, or auto (the cluster "
@@ -114,6 +115,38 @@ def check_gpus(device: str, nproc: int) -> None:
         raise RftkitError(f"--nproc {nproc} needs {nproc} GPUs (one a rank, under NCCL), and this machine shows {gpus}",
                           fix=f"use --nproc {gpus}{' or fewer' if gpus > 1 else ''}, or set rftkit.device: cpu to "
                               "run the ranks on CPU cores")
+
+
+def ray_address_after_flag(args: list[str]) -> list[str]:
+    """`rftkit train`'s arguments with `--ray ADDRESS` and `--ray=ADDRESS` spelled as `--ray
+    --ray-address ADDRESS` (the click option is a flag, and the address optional). The word after
+    `--ray` is its address unless it is an option, an existing file, or a job file's name.
+
+    >>> ray_address_after_flag(["train", "job.yaml", "--ray", "10.0.0.5:6379", "--out", "r"])
+    ['train', 'job.yaml', '--ray', '--ray-address', '10.0.0.5:6379', '--out', 'r']
+    >>> ray_address_after_flag(["train", "--ray", "job.yaml", "--ray=auto"])
+    ['train', '--ray', 'job.yaml', '--ray', '--ray-address', 'auto']
+    >>> ray_address_after_flag(["train", "job.yaml", "--ray", "--out", "r"])
+    ['train', 'job.yaml', '--ray', '--out', 'r']
+    """
+    if not args or args[0] != "train":
+        return args
+    spelled, rest = [args[0]], args[1:]
+    while rest:
+        word = rest.pop(0)
+        if word == "--":  # the end of the options
+            return spelled + [word, *rest]
+        if word.startswith("--ray="):
+            spelled += ["--ray", "--ray-address", word.removeprefix("--ray=")]
+        elif word == "--ray" and rest and _an_address(rest[0]):
+            spelled += ["--ray", "--ray-address", rest.pop(0)]
+        else:
+            spelled.append(word)
+    return spelled
+
+
+def _an_address(word: str) -> bool:
+    return not (word.startswith("-") or Path(word).exists() or Path(word).suffix in (".yaml", ".yml", ".json"))
 
 
 def check_ray_alone(spec) -> None:
