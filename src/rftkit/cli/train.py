@@ -86,10 +86,8 @@ def launch_ranks(spec, job: Path, out_dir: Path, nproc: int, *, resume: bool, fo
     if ray is not None:
         from rftkit.scale.ray_ranks import launch_on_ray
 
-        o = spec.rftkit.ray
-        out.print(f"starting {nproc} data-parallel ranks on Ray, one actor of {o.cpus_per_actor:g} CPU each "
-                  f"(rank 0 writes {out_dir})")
-        return launch_on_ray(args, nproc, o, ray, log=log)
+        out.print(f"rank 0 writes {out_dir}")
+        return launch_on_ray(args, nproc, spec.rftkit.ray, ray, device=spec.rftkit.device, log=log)
     from rftkit.scale.launch import launch
 
     check_gpus(spec.rftkit.device, nproc)

@@ -11,8 +11,8 @@ What can go wrong, and what the user sees:
 - no Ray installed: one line naming `pip install 'rftkit[ray]'`;
 - an address nothing answers at: one line (the port is probed first; `ray.init` itself would wait
   for the cluster without end);
-- a cluster without room for the actors: after `placement_timeout_s`, one line naming the CPUs the
-  placement group waits for and those the cluster has free;
+- a cluster without room for the actors: after `placement_timeout_s`, one line naming the CPUs (and
+  GPUs) the placement group waits for and those the cluster has free;
 - an actor that dies or does not answer within `call_timeout_s`: the call is retried on a
   restarted actor (`restarts` times), then `EngineUnavailable`, which stops the job with a
   checkpoint that `--resume` continues from.
@@ -100,23 +100,27 @@ class RayCluster:
                                   "--ray without an address to start a local Ray instance") from None
         return cls(ray, started=True)
 
-    def place(self, bundles: int, cpus_per_bundle: float, timeout_s: float) -> "Placement":
-        """A placement group of `bundles` bundles of `cpus_per_bundle` CPUs, ready within `timeout_s`."""
+    def place(self, bundles: int, cpus_per_bundle: float, timeout_s: float, gpus_per_bundle: int = 0) -> "Placement":
+        """A placement group of `bundles` bundles of `cpus_per_bundle` CPUs (and `gpus_per_bundle`
+        GPUs), ready within `timeout_s`."""
         from ray.util.placement_group import placement_group, remove_placement_group
 
-        group = placement_group([{"CPU": cpus_per_bundle}] * bundles, strategy="PACK")
+        bundle = {"CPU": cpus_per_bundle, **({"GPU": gpus_per_bundle} if gpus_per_bundle else {})}
+        group = placement_group([bundle] * bundles, strategy="PACK")
         try:
             self.ray.get(group.ready(), timeout=timeout_s)
         except self.ray.exceptions.GetTimeoutError:
             remove_placement_group(group)
-            free = self.ray.available_resources().get("CPU", 0.0)
-            total = self.ray.cluster_resources().get("CPU", 0.0)
+            free, total = self.ray.available_resources(), self.ray.cluster_resources()
+            wanted = " and ".join(f"{amount:g} {kind}" for kind, amount in bundle.items())
+            has = "; ".join(f"{free.get(kind, 0.0):g} of {total.get(kind, 0.0):g} {kind}s free" for kind in bundle)
             raise RftkitError(
-                f"Ray could not place {bundles} actors of {cpus_per_bundle:g} CPU each ({bundles * cpus_per_bundle:g} "
-                f"CPUs in one placement group) within {timeout_s:g} s: the cluster has {free:g} of {total:g} CPUs free",
-                fix="lower rftkit.ray.rollout_actors, grader_actors or cpus_per_actor, add nodes to the cluster, "
-                    "or raise rftkit.ray.placement_timeout_s") from None
-        return Placement(self.ray, group, cpus_per_bundle)
+                f"Ray could not place {bundles} actors of {wanted} each ({bundles * cpus_per_bundle:g} CPUs"
+                f"{f' and {bundles * gpus_per_bundle} GPUs' if gpus_per_bundle else ''} in one placement group) "
+                f"within {timeout_s:g} s: the cluster has {has}",
+                fix="lower rftkit.ray.rollout_actors, grader_actors or cpus_per_actor (or --nproc), add nodes to the "
+                    "cluster, or raise rftkit.ray.placement_timeout_s") from None
+        return Placement(self.ray, group, cpus_per_bundle, gpus_per_bundle)
 
     def close(self) -> None:
         if self.started and self.ray.is_initialized():
@@ -130,12 +134,14 @@ class Placement:
     ray: Any
     group: Any
     cpus_per_bundle: float
+    gpus_per_bundle: int = 0
 
     def options(self, bundle: int) -> dict:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=bundle)
-        return {"num_cpus": self.cpus_per_bundle, "scheduling_strategy": strategy, "max_restarts": 0}
+        return {"num_cpus": self.cpus_per_bundle, "num_gpus": self.gpus_per_bundle, "scheduling_strategy": strategy,
+                "max_restarts": 0}
 
     @property
     def threads(self) -> int:

@@ -2,11 +2,12 @@
 
     code = launch_on_ray(["train", job, "--out", out], nproc=2, options=spec.rftkit.ray, address="")
 
-One placement group holds a bundle of `rftkit.ray.cpus_per_actor` CPUs for each rank, and each
-rank is an actor there. The actor runs the rank as a child process, `rftkit train` with the
+One placement group holds a bundle of `rftkit.ray.cpus_per_actor` CPUs for each rank (and one
+GPU when the job trains on CUDA: `rank_gpus`), and each rank is an actor there. The actor runs the rank as a child process, `rftkit train` with the
 environment torchrun would give it (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a
 rank runs the same code as under `--nproc` or `torchrun`: gloo on CPU, its own process group, its
-own torch threads. MASTER_ADDR is the node of rank 0's actor. Each rank samples and grades its
+own torch threads. MASTER_ADDR is the node of rank 0's actor; on GPUs, the ranks of a node all
+see that node's ranks' GPUs and each trains on its own (`rank_devices`), as under torchrun. Each rank samples and grades its
 own share of a step in its actor; rank 0 writes the run directory.
 
 What the user sees is what `--nproc` shows (`scale/launch.py` supervises both): rank 0's output
@@ -46,11 +47,12 @@ class TrainerRank:
         self.lines: list[str] = []
         self.lock = threading.Lock()
 
-    def address(self) -> tuple[str, int]:
-        """(this node's IP, a free port on it): rank 0's is where it listens for its peers."""
+    def address(self) -> tuple[str, int, list[str]]:
+        """(this node's IP, a free port on it, the GPUs Ray gave this actor): rank 0's address is
+        where it listens for its peers."""
         import ray
 
-        return ray.util.get_node_ip_address(), free_port()
+        return ray.util.get_node_ip_address(), free_port(), [str(gpu) for gpu in ray.get_gpu_ids()]
 
     def run(self, args: list[str], environment: dict[str, str], cwd: str) -> int:
         """Run the rank to its end; its exit code. Its output is kept for `read`."""
@@ -125,11 +127,35 @@ class RankOnRay:
             return []
 
 
-def rank_variables(rank: int, nproc: int, local_rank: int, master: tuple[str, int], threads: int) -> dict[str, str]:
-    """What rank `rank` of `nproc` adds to its actor's environment (the driver's own settings too)."""
+def rank_variables(rank: int, nproc: int, local_rank: int, master: tuple[str, int], threads: int,
+                   visible_gpus: str | None = None) -> dict[str, str]:
+    """What rank `rank` of `nproc` adds to its actor's environment (the driver's own settings too);
+    `visible_gpus`: its node's ranks' GPUs (CUDA_VISIBLE_DEVICES), of which it trains on the
+    LOCAL_RANK-th."""
     kept = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
+    gpus = {} if visible_gpus is None else {"CUDA_VISIBLE_DEVICES": visible_gpus}
     return {**kept, "RANK": str(rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(nproc),
-            "MASTER_ADDR": master[0], "MASTER_PORT": str(master[1]), "OMP_NUM_THREADS": str(threads)}
+            "MASTER_ADDR": master[0], "MASTER_PORT": str(master[1]), "OMP_NUM_THREADS": str(threads), **gpus}
+
+
+def rank_devices(actors: list[tuple[str, list[str]]]) -> list[tuple[int, str | None]]:
+    """(LOCAL_RANK, CUDA_VISIBLE_DEVICES) for each rank from (its node, the GPUs Ray gave its
+    actor). Without GPUs, a rank's index among its node's ranks and nothing to change; with them,
+    every rank of a node sees the node's ranks' GPUs (so that NCCL connects them directly, as
+    under torchrun), and LOCAL_RANK is its own GPU's place among them.
+
+    >>> rank_devices([("a", ["3"]), ("b", ["0"]), ("a", ["1"])])
+    [(1, '1,3'), (0, '0'), (0, '1,3')]
+    >>> rank_devices([("a", []), ("a", [])])
+    [(0, None), (1, None)]
+    """
+    if not any(gpus for _, gpus in actors):
+        return [(local, None) for local in local_ranks([node for node, _ in actors])]
+    on_node: dict[str, list[str]] = {}
+    for node, gpus in actors:
+        on_node.setdefault(node, []).extend(gpus)
+    order = {node: sorted(set(gpus), key=lambda gpu: (len(gpu), gpu)) for node, gpus in on_node.items()}
+    return [(order[node].index(gpus[0]), ",".join(order[node])) for node, gpus in actors]
 
 
 def local_ranks(nodes: list[str]) -> list[int]:
@@ -146,19 +172,36 @@ def local_ranks(nodes: list[str]) -> list[int]:
     return ranks
 
 
-def launch_on_ray(args: list[str], nproc: int, options: RayOptions, address: str | None, *, grace_s: float = 15.0,
-                  log: Callable[[str], None] = print) -> int:
+def launch_on_ray(args: list[str], nproc: int, options: RayOptions, address: str | None, *, device: str = "auto",
+                  grace_s: float = 15.0, log: Callable[[str], None] = print) -> int:
     """Run `rftkit ARGS` as `nproc` ranks on Ray actors at `address` ("" or None: $RAY_ADDRESS, else a
-    local instance for the job); the job's exit code (0, 3 when paused, else a failure's)."""
+    local instance for the job), each with a GPU of its own when the job trains on CUDA
+    (`device`: rftkit.device); the job's exit code (0, 3 when paused, else a failure's)."""
     cluster = RayCluster.connect(address, nproc * options.cpus_per_actor)
     try:
-        placement = cluster.place(nproc, options.cpus_per_actor, options.placement_timeout_s)
+        gpus = rank_gpus(device, nproc, cluster.ray.cluster_resources().get("GPU", 0.0))
+        log(f"starting {nproc} data-parallel ranks on Ray, one actor of {options.cpus_per_actor:g} CPU"
+            f"{' and 1 GPU' if gpus else ''} each")
+        placement = cluster.place(nproc, options.cpus_per_actor, options.placement_timeout_s, gpus_per_bundle=gpus)
         try:
             return _run(cluster.ray, placement, args, nproc, options, grace_s, log)
         finally:
             placement.close()
     finally:
         cluster.close()
+
+
+def rank_gpus(device: str, nproc: int, cluster_gpus: float) -> int:
+    """GPUs each trainer rank's actor reserves: 1 on CUDA (rftkit.device cuda, or auto on a
+    cluster with a GPU for every rank), else 0. A rank trains on one GPU, and NCCL puts no two
+    ranks on one.
+
+    >>> rank_gpus("auto", 2, 4.0), rank_gpus("auto", 2, 1.0), rank_gpus("cuda", 2, 0.0), rank_gpus("cpu", 2, 8.0)
+    (1, 0, 1, 0)
+    """
+    if device.startswith("cuda"):
+        return 1
+    return 1 if device == "auto" and cluster_gpus >= nproc else 0
 
 
 def _run(ray: Any, placement: Any, args: list[str], nproc: int, options: RayOptions, grace_s: float,
@@ -172,10 +215,12 @@ def _run(ray: Any, placement: Any, args: list[str], nproc: int, options: RayOpti
             ray.kill(actor, no_restart=True)
         raise RftkitError(f"the trainer actors did not start within {options.call_timeout_s:g} s: "
                           f"{type(err).__name__}", fix="see the Ray logs; raise rftkit.ray.call_timeout_s") from None
-    master, nodes, cwd = addresses[0], [node for node, _ in addresses], os.getcwd()
+    (master_node, port, _), cwd = addresses[0], os.getcwd()
+    devices = rank_devices([(node, gpus) for node, _, gpus in addresses])
     ranks = [RankOnRay(ray, actor, actor.run.remote(
-                 args, rank_variables(k, nproc, local, master, placement.threads), cwd), options.call_timeout_s)
-             for k, (actor, local) in enumerate(zip(actors, local_ranks(nodes)))]
+                 args, rank_variables(k, nproc, local, (master_node, port), placement.threads, visible), cwd),
+                 options.call_timeout_s)
+             for k, (actor, (local, visible)) in enumerate(zip(actors, devices))]
 
     def pump() -> None:
         for k, rank in enumerate(ranks):

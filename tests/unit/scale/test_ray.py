@@ -23,7 +23,8 @@ from rftkit.models.tiny import build_tiny
 from rftkit.resolved import resolve_reinforcement
 from rftkit.rollout.engine import EngineUnavailable, local_engine
 from rftkit.rollout.groups import sample_groups
-from rftkit.scale.ray_cluster import probe, require_ray
+from rftkit.scale.ray_cluster import RayCluster, probe, require_ray
+from rftkit.scale.ray_ranks import TrainerRank, rank_devices
 from rftkit.scale.roles import RayRoles
 from rftkit.train.job_rollout import JobRollout
 from rftkit.train.rl import RLTrainer
@@ -67,7 +68,8 @@ def trainer(roles: RayRoles | None = None, lora: bool = False) -> RLTrainer:
 def ray():
     ray = pytest.importorskip("ray")
     torch.set_flush_denormal(True)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    # 2 GPUs declared, whether or not the machine has them: placing GPU bundles is Ray's bookkeeping
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -170,6 +172,23 @@ def test_a_placement_the_cluster_cannot_hold_names_the_cpus_it_waits_for(ray):
                                           r"the cluster has [\d.]+ of 4 CPUs free"):
         RayRoles(None, RayOptions(cpus_per_actor=50, placement_timeout_s=1))
     assert ray.is_initialized()  # a process that was connected stays connected
+
+
+def test_trainer_ranks_on_cuda_each_reserve_a_gpu_and_see_their_nodes_gpus(ray):
+    placement = RayCluster.connect(None, 2.0).place(2, 1.0, 30, gpus_per_bundle=1)
+    try:
+        actors = [ray.remote(TrainerRank).options(**placement.options(k)).remote() for k in range(2)]
+        addresses = ray.get([actor.address.remote() for actor in actors], timeout=120)
+        assert sorted(gpu for _, _, gpus in addresses for gpu in gpus) == ["0", "1"]  # one each, none shared
+        devices = rank_devices([(node, gpus) for node, _, gpus in addresses])
+        assert sorted(local for local, _ in devices) == [0, 1] and {visible for _, visible in devices} == {"0,1"}
+        for (_, _, gpus), (local, visible) in zip(addresses, devices):
+            assert visible.split(",")[local] == gpus[0]  # cuda:LOCAL_RANK is the GPU Ray gave the rank
+    finally:
+        placement.close()
+    with pytest.raises(RftkitError, match=r"could not place 2 actors of 1 CPU and 2 GPU each \(2 CPUs and 4 GPUs "
+                                          r".*the cluster has [\d.]+ of 4 CPUs free; [\d.]+ of 2 GPUs free"):
+        RayCluster.connect(None, 2.0).place(2, 1.0, 1, gpus_per_bundle=2)
 
 
 def test_an_address_nothing_answers_at_is_refused_at_once():
